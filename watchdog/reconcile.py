@@ -1,0 +1,362 @@
+"""Check, restore, verify, attribute, alert: one reconcile step per service.
+
+Ticks (level-triggered) and audit events (edge-triggered) both end here, and both
+act only on the policy read *now*. An event chooses which watched service to look
+at, never what to write, so a duplicate, late, forged or out-of-order event is at
+worst one extra read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from watchdog.config import Settings
+from watchdog.errors import EtagConflict, PermanentError, RetryableError
+from watchdog.model import (
+    Action,
+    AuditEvent,
+    Change,
+    Drift,
+    Ignored,
+    Incident,
+    Policy,
+    Probe,
+    ServiceInfo,
+    ServiceName,
+    Tick,
+    Trigger,
+)
+from watchdog.policy import find_drift, repair_policy
+
+log = logging.getLogger(__name__)
+
+# An etag conflict means someone wrote between our read and our write. Reading
+# again and deciding again is right; a handful of rounds covers any human race,
+# and a writer that beats us every time is a fight to report, not to win.
+MAX_WRITE_ATTEMPTS = 4
+CONFLICT_BACKOFF = 0.2  # seconds, doubled per attempt
+
+# How far back a tick looks in Cloud Logging for who changed a policy.
+ATTRIBUTION_WINDOW = timedelta(hours=6)
+
+# Parallel reads keep a tick over many services well inside its one-minute slot.
+MAX_PARALLEL_CHECKS = 8
+
+
+class RunApiLike(Protocol):
+    def get_service(self, name: ServiceName) -> ServiceInfo: ...
+    def get_policy(self, name: ServiceName) -> Policy: ...
+    def set_policy(self, name: ServiceName, policy: Policy) -> Policy: ...
+
+
+class AuditLogLike(Protocol):
+    def recent_changes(
+        self, name: ServiceName, *, since: datetime, limit: int = 10
+    ) -> list[Change]: ...
+
+
+class SenderLike(Protocol):
+    def send(self, incident: Incident) -> object: ...
+
+
+Prober = Callable[[str, str], Probe]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile step found and did; `retryable` asks for redelivery."""
+
+    service: ServiceName
+    action: Action
+    drift: Drift = field(default_factory=Drift)
+    incident: Incident | None = None
+    detail: str = ""
+    retryable: bool = False
+
+
+@dataclass
+class _Stopwatch:
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(
+                self.timings.get(name, 0.0) + time.monotonic() - start, 4
+            )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Watchdog:
+    """Keeps the watched services public; one instance per function instance."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run_api: RunApiLike,
+        audit_log: AuditLogLike,
+        sender: SenderLike,
+        prober: Prober,
+        clock: Callable[[], datetime] = _now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.run_api = run_api
+        self.audit_log = audit_log
+        self.sender = sender
+        self.prober = prober
+        self.clock = clock
+        self.sleep = sleep
+
+    def handle(self, trigger: Trigger) -> list[Outcome]:
+        """Act on one decoded delivery."""
+        if isinstance(trigger, Ignored):
+            log.info(
+                "ignored a delivery: %s",
+                trigger.reason,
+                extra={"fields": {"delivery": trigger.delivery}},
+            )
+            return []
+        if isinstance(trigger, Tick):
+            return self.check_all(source=trigger.source)
+        return self.handle_change(trigger)
+
+    def check_all(self, *, source: str = "tick") -> list[Outcome]:
+        """Check every watched service, in parallel."""
+        services = self.settings.services
+        workers = min(MAX_PARALLEL_CHECKS, len(services))
+        with ThreadPoolExecutor(workers, thread_name_prefix="check") as pool:
+            outcomes = list(
+                pool.map(
+                    lambda name: self.ensure_public(name, trigger=source), services
+                )
+            )
+        drifted = [o for o in outcomes if o.action != Action.NONE]
+        # The heartbeat record feeds the "watchdog went quiet" alert in Terraform.
+        log.info(
+            "tick checked %d services, %d drifted",
+            len(outcomes),
+            len(drifted),
+            extra={
+                "fields": {
+                    "heartbeat": True,
+                    "source": source,
+                    "services": len(outcomes),
+                    "drifted": len(drifted),
+                    "failed": sum(o.action == Action.FAILED for o in outcomes),
+                }
+            },
+        )
+        return outcomes
+
+    def handle_change(self, event: AuditEvent) -> list[Outcome]:
+        """Check the one service an audit entry names, if it is watched."""
+        change = event.change
+        fields = _change_fields(change) | {"delivery": event.delivery}
+        watched = self.settings.watched(change.service) if change.service else None
+        if watched is None:
+            log.info(
+                "audit entry about an unwatched service, nothing to do: %s",
+                change.resource_name,
+                extra={"fields": fields},
+            )
+            return []
+        if self._is_own(change):
+            log.info(
+                "audit entry is the watchdog's own write on %s, nothing to do",
+                watched.service,
+                extra={"fields": fields},
+            )
+            return []
+        if change.failed:
+            # A denied or failed call changed nothing (it is no "removed by X"),
+            # but the service is checked all the same: it costs one read.
+            log.info(
+                "audit entry on %s is a failed %s by %s: %s",
+                watched.service,
+                change.method.rsplit(".", 1)[-1],
+                change.actor or "an unknown caller",
+                change.status_message or "no status message",
+                extra={"fields": fields},
+            )
+            return [self.ensure_public(watched, trigger="audit event")]
+        outcome = self.ensure_public(watched, trigger="audit event", change=change)
+        if outcome.action == Action.NONE:
+            # Often a tick restored the service before this entry was delivered
+            # and alerted with the actor "not yet known"; this record names them.
+            log.info(
+                "%s by %s on %s at %s; the service is public now",
+                change.method.rsplit(".", 1)[-1],
+                change.actor or "an unknown caller",
+                watched.service,
+                f"{change.time:%H:%M:%S} UTC" if change.time else "an unknown time",
+                extra={"fields": fields | {"attribution": True}},
+            )
+        return [outcome]
+
+    def ensure_public(
+        self, name: ServiceName, *, trigger: str, change: Change | None = None
+    ) -> Outcome:
+        """Bring one service back to its desired state, and say what happened."""
+        clock = _Stopwatch()
+        detected_at = self.clock()
+        try:
+            with clock.step("read"):
+                info = self.run_api.get_service(name)
+            if info.invoker_iam_disabled:
+                log.info(
+                    "%s is public: its invoker IAM check is disabled",
+                    name.service,
+                    extra={"fields": {"service": name.full, "in_sync": True}},
+                )
+                return Outcome(name, Action.NONE, detail="invoker check disabled")
+            return self._restore(name, info, trigger, change, clock, detected_at)
+        except RetryableError as error:
+            log.error(
+                "could not check %s, will retry: %s",
+                name.service,
+                error,
+                extra={"fields": {"service": name.full, "error": str(error)}},
+            )
+            return Outcome(name, Action.FAILED, detail=str(error), retryable=True)
+        except PermanentError as error:
+            log.error(
+                "could not check %s: %s",
+                name.service,
+                error,
+                extra={"fields": {"service": name.full, "error": str(error)}},
+            )
+            return Outcome(name, Action.FAILED, detail=str(error))
+
+    def _restore(
+        self,
+        name: ServiceName,
+        info: ServiceInfo,
+        trigger: str,
+        change: Change | None,
+        clock: _Stopwatch,
+        detected_at: datetime,
+    ) -> Outcome:
+        first_drift: Drift | None = None
+        action = Action.FAILED
+        error = ""
+        for attempt in range(MAX_WRITE_ATTEMPTS):
+            with clock.step("read"):
+                policy = self.run_api.get_policy(name)
+            drift = find_drift(policy, self.settings.desired)
+            if not drift:
+                if first_drift is None:
+                    log.info(
+                        "%s is in sync",
+                        name.service,
+                        extra={"fields": {"service": name.full, "in_sync": True}},
+                    )
+                    return Outcome(name, Action.NONE)
+                # Someone else repaired it between our read and our write.
+                action = Action.RESTORED
+                error = ""
+                break
+            first_drift = first_drift or drift
+            if not self.settings.enforce:
+                action = Action.REPORTED
+                break
+            try:
+                with clock.step("write"):
+                    self.run_api.set_policy(name, repair_policy(policy, drift))
+            except EtagConflict as conflict:
+                error = (
+                    f"the policy kept changing under the watchdog: {conflict} "
+                    f"({attempt + 1} of {MAX_WRITE_ATTEMPTS} attempts)"
+                )
+                log.warning(
+                    "policy of %s changed while restoring it; reading it again",
+                    name.service,
+                    extra={"fields": {"service": name.full, "attempt": attempt + 1}},
+                )
+                self.sleep(CONFLICT_BACKOFF * 2**attempt)
+                continue
+            except PermanentError as refused:
+                error = str(refused)
+                break
+            with clock.step("verify"):
+                after = find_drift(self.run_api.get_policy(name), self.settings.desired)
+            if after:
+                error = f"the policy read back after the write still lacks {after}"
+            else:
+                action = Action.RESTORED
+            break
+
+        assert first_drift is not None  # the loop returns early when in sync
+        probe = None
+        if action == Action.RESTORED:
+            with clock.step("probe"):
+                probe = self.prober(info.uri, self.settings.health_path)
+        with clock.step("attribute"):
+            found, attribution = self._attribute(name, change, detected_at)
+        incident = Incident(
+            service=name,
+            drift=first_drift,
+            action=action,
+            detected_at=detected_at,
+            trigger=trigger,
+            change=found,
+            attribution=attribution,
+            probe=probe,
+            error=error,
+            timings=dict(clock.timings),
+            mode=self.settings.mode,
+        )
+        self.sender.send(incident)
+        return Outcome(name, action, first_drift, incident, detail=error)
+
+    def _attribute(
+        self, name: ServiceName, change: Change | None, detected_at: datetime
+    ) -> tuple[Change | None, str]:
+        """Who made the change: from the event, else the newest audit entry."""
+        if change is not None:
+            return change, "from the audit event that triggered this check"
+        since = detected_at - ATTRIBUTION_WINDOW
+        try:
+            candidates = self.audit_log.recent_changes(name, since=since)
+        except (RetryableError, PermanentError) as error:
+            return None, f"not yet known: the audit log could not be read ({error})"
+        for candidate in candidates:
+            if candidate.failed or self._is_own(candidate):
+                continue
+            return candidate, "from Cloud Logging: the newest change to this service"
+        return None, (
+            "not yet known: no audit entry for this service since "
+            f"{since:%Y-%m-%d %H:%M} UTC (entries can take minutes to arrive; "
+            "the audit event, when it comes, is logged with the actor)"
+        )
+
+    def _is_own(self, change: Change) -> bool:
+        own = self.settings.self_principal
+        return own is not None and change.actor == own
+
+
+def _change_fields(change: Change) -> dict[str, object]:
+    return {
+        "service": change.service.full if change.service else change.resource_name,
+        "method": change.method,
+        "actor": change.actor,
+        "origin": change.origin,
+        "delegation": list(change.delegation),
+        "caller_ip": change.caller_ip,
+        "insert_id": change.insert_id,
+        "failed": change.failed,
+    }
