@@ -113,7 +113,7 @@ def test_other_project_by_id_is_not_watched() -> None:
     ],
 )
 def test_service_name_parse_rejects_incomplete_names(text: str) -> None:
-    with pytest.raises(ValueError, match="service|location"):
+    with pytest.raises(ValueError, match=r"service|location"):
         ServiceName.parse(text)
 
 

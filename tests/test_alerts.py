@@ -1,0 +1,650 @@
+"""Alert renderings and their delivery to a real webhook receiver and Pub/Sub."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from watchdog.alerts import (
+    CHAT_TEXT_LIMIT,
+    SLACK_BLOCK_LIMIT,
+    SLACK_HEADER_LIMIT,
+    SLACK_SECTION_LIMIT,
+    AlertSender,
+    render_chat,
+    render_json,
+    render_slack,
+    render_text,
+)
+from watchdog.errors import ConfigError
+from watchdog.logs import JsonFormatter
+from watchdog.model import (
+    Action,
+    Change,
+    Drift,
+    Incident,
+    Probe,
+    ProbeResult,
+    ServiceName,
+)
+from watchdog.sandbox.webhook import WebhookReceiver
+
+SERVICE = ServiceName("example-project", "europe-west1", "public-api")
+DETECTED = datetime(2025, 3, 4, 11, 3, 16, tzinfo=UTC)
+DEPLOYER = "deployer@example-project.iam.gserviceaccount.com"
+GITHUB = (
+    "principal://iam.googleapis.com/projects/123456789012/locations/global/"
+    "workloadIdentityPools/github-pool/subject/repo:example-org/infra:ref:refs/heads/main"
+)
+TERRAFORM = (
+    "Terraform/1.7.5 (+https://www.terraform.io) Terraform-Plugin-SDK/2.33.0 "
+    "terraform-provider-google/5.21.0,gzip(gfe)"
+)
+ORG_POLICY_ERROR = (
+    "the API refused the policy: One or more users named in the policy do not "
+    "belong to a permitted customer (constraints/iam.allowedPolicyMemberDomains)"
+)
+TIMINGS = {"read": 0.05, "write": 0.1, "verify": 0.03, "probe": 0.02, "attribute": 0.2}
+SECRET_PATH = "/services/T000/B000/SECRETTOKEN"
+
+WIF_CHANGE = Change(
+    service=SERVICE,
+    method="google.cloud.run.v2.Services.SetIamPolicy",
+    actor=DEPLOYER,
+    origin=GITHUB,
+    delegation=(GITHUB,),
+    caller_ip="203.0.113.77",
+    user_agent=TERRAFORM,
+    time=datetime(2025, 3, 4, 11, 2, 41, 905112, tzinfo=UTC),
+    insert_id="9q8w7e6r5t4y",
+    failed=False,
+)
+DENIED_CHANGE = Change(
+    service=SERVICE,
+    method="google.cloud.run.v1.Services.SetIamPolicy",
+    actor="intern@example.com",
+    origin="intern@example.com",
+    delegation=(),
+    caller_ip="198.51.100.4",
+    user_agent=(
+        "google-cloud-sdk gcloud/460.0.0 "
+        "command/gcloud.run.services.add-iam-policy-binding"
+    ),
+    time=datetime(2025, 3, 4, 10, 0, 0, tzinfo=UTC),
+    insert_id="denied1",
+    failed=True,
+    status_message="PERMISSION_DENIED: Permission 'run.services.setIamPolicy' denied",
+)
+
+
+def restored(**changes: Any) -> Incident:
+    """A restore after a Terraform run through GitHub's WIF; fields overridable."""
+    fields: dict[str, Any] = {
+        "service": SERVICE,
+        "drift": Drift(missing=("allUsers",)),
+        "action": Action.RESTORED,
+        "detected_at": DETECTED,
+        "trigger": "audit event",
+        "change": WIF_CHANGE,
+        "attribution": "from the audit event that triggered this check",
+        "probe": Probe(ProbeResult.OK, status=200, seconds=0.02),
+        "timings": TIMINGS,
+    }
+    return Incident(**(fields | changes))
+
+
+INCIDENTS = {
+    "restored-wif": restored(),
+    "report-mode": restored(
+        action=Action.REPORTED, mode="report", probe=None, timings={"read": 0.05}
+    ),
+    "failed-org-policy": restored(
+        action=Action.FAILED, error=ORG_POLICY_ERROR, probe=None
+    ),
+    "unknown-actor": restored(
+        change=None,
+        trigger="tick",
+        attribution="not yet known: no audit entry for this service since 05:03 UTC",
+    ),
+    "forbidden-after-restore": restored(
+        probe=Probe(
+            ProbeResult.FORBIDDEN,
+            status=403,
+            detail="403 from Google's front end: the invoker IAM check refused",
+            seconds=0.02,
+        )
+    ),
+    "denied-attempt": restored(change=DENIED_CHANGE, trigger="tick"),
+    "swapped-members": restored(
+        drift=Drift(missing=("allUsers",), forbidden=("allAuthenticatedUsers",))
+    ),
+}
+
+
+def huge() -> Incident:
+    """Every field that can grow, grown far past every chat limit."""
+    members = tuple(f"user:person{n}@example.com" for n in range(5000))
+    change = Change(
+        service=SERVICE,
+        method="google.cloud.run.v2.Services.SetIamPolicy",
+        actor="a" * 10_000 + "@example.com",
+        origin=GITHUB,
+        delegation=tuple(
+            f"serviceAccount:hop{n}@x.iam.gserviceaccount.com" for n in range(300)
+        ),
+        caller_ip="203.0.113.77",
+        user_agent="Terraform/1.7.5 " + "x" * 100_000,
+        time=DETECTED,
+        insert_id="big",
+        failed=False,
+        removed={"roles/run.invoker": members},
+        added={f"roles/custom.role{n}": members[:3] for n in range(500)},
+    )
+    return restored(
+        drift=Drift(missing=members, forbidden=members),
+        change=change,
+        attribution="z" * 50_000,
+        error="e" * 50_000,
+        timings={f"step{n}": 0.1 for n in range(1000)},
+    )
+
+
+# --- text -------------------------------------------------------------------------
+
+
+def test_headline_states_service_drift_restore_and_answer() -> None:
+    first = render_text(INCIDENTS["restored-wif"]).splitlines()[0]
+    assert first == (
+        "public-api (projects/example-project/locations/europe-west1/services/"
+        "public-api): allUsers lost roles/run.invoker — restored in 0.18 s; "
+        "service answers 200 again"
+    )
+
+
+def test_text_names_the_actor_and_the_wif_origin_readably() -> None:
+    text = render_text(INCIDENTS["restored-wif"])
+    assert f"who: {DEPLOYER}\n" in text
+    assert (
+        "through: repo:example-org/infra:ref:refs/heads/main (workload identity "
+        f"pool github-pool, project 123456789012) → {DEPLOYER}\n"
+    ) in text
+
+
+def test_text_says_when_relative_to_detection() -> None:
+    text = render_text(INCIDENTS["restored-wif"])
+    assert "when: 2025-03-04 11:02:41 UTC (34 s before detection)" in text
+
+
+def test_text_says_from_where_and_with_which_tool() -> None:
+    text = render_text(INCIDENTS["restored-wif"])
+    assert "from: 203.0.113.77 via Terraform/1.7.5\n" in text
+    assert "method: google.cloud.run.v2.Services.SetIamPolicy" in text
+
+
+def test_text_lists_timings_per_step() -> None:
+    text = render_text(INCIDENTS["restored-wif"])
+    assert (
+        "timings: read 0.05 s, write 0.1 s, verify 0.03 s, probe 0.02 s, "
+        "attribute 0.2 s"
+    ) in text
+
+
+def test_report_mode_says_nothing_changed() -> None:
+    first = render_text(INCIDENTS["report-mode"]).splitlines()[0]
+    assert first.endswith("— report mode: not changed")
+
+
+def test_failed_restore_says_not_restored_and_why() -> None:
+    first = render_text(INCIDENTS["failed-org-policy"]).splitlines()[0]
+    assert "— NOT restored: the API refused the policy" in first
+    assert "constraints/iam.allowedPolicyMemberDomains" in first
+
+
+def test_unknown_actor_says_not_yet_known_with_the_attribution() -> None:
+    text = render_text(INCIDENTS["unknown-actor"])
+    assert "who: not yet known (no audit entry found yet)\n" in text
+    assert "attribution: not yet known: no audit entry for this service" in text
+
+
+def test_denied_attempt_is_context_not_the_culprit() -> None:
+    text = render_text(INCIDENTS["denied-attempt"])
+    assert "who: not known; the last attempt was DENIED: intern@example.com" in text
+    assert "changed nothing" in text
+    assert "via gcloud (gcloud.run.services.add-iam-policy-binding)" in text
+
+
+def test_forbidden_probe_after_restore_explains_propagation() -> None:
+    text = render_text(INCIDENTS["forbidden-after-restore"])
+    assert "service still answers 403" in text.splitlines()[0]
+    assert "IAM can take minutes to propagate" in text
+    assert "No further action was taken." in text
+
+
+def test_swapped_members_name_both_sides() -> None:
+    first = render_text(INCIDENTS["swapped-members"]).splitlines()[0]
+    assert "allUsers lost roles/run.invoker; allAuthenticatedUsers gained it" in first
+
+
+# --- every rendering --------------------------------------------------------------
+
+RENDERINGS: dict[str, Callable[[Incident], str]] = {
+    "text": render_text,
+    "slack": lambda incident: json.dumps(render_slack(incident), ensure_ascii=False),
+    "chat": lambda incident: render_chat(incident)["text"],
+    "json": lambda incident: json.dumps(render_json(incident), ensure_ascii=False),
+}
+ACTION_WORDS = {
+    "restored-wif": "restored",
+    "report-mode": "report mode",
+    "failed-org-policy": "NOT restored",
+    "unknown-actor": "restored",
+    "forbidden-after-restore": "restored",
+    "denied-attempt": "restored",
+    "swapped-members": "restored",
+}
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
+@pytest.mark.parametrize("case", INCIDENTS, ids=str)
+def test_every_rendering_carries_the_essentials(rendering: str, case: str) -> None:
+    rendered = RENDERINGS[rendering](INCIDENTS[case])
+    for fact in (SERVICE.full, "allUsers", "roles/run.invoker", ACTION_WORDS[case]):
+        assert fact in rendered
+
+
+def test_slack_rendering_has_header_blocks_and_fallback_text() -> None:
+    message = render_slack(INCIDENTS["restored-wif"])
+    assert message["blocks"][0] == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": "Public access restored: public-api"},
+    }
+    assert message["text"].startswith("public-api (projects/example-project/")
+
+
+def test_slack_escapes_its_control_characters() -> None:
+    incident = restored(drift=Drift(missing=("user:<script>&@example.com",)))
+    sections = json.dumps(render_slack(incident)["blocks"])
+    assert "&lt;script&gt;&amp;" in sections
+    assert "<script>" not in sections
+
+
+def test_chat_rendering_is_the_text() -> None:
+    incident = INCIDENTS["unknown-actor"]
+    assert render_chat(incident) == {"text": render_text(incident)}
+
+
+# --- size limits (PITFALLS 14) ----------------------------------------------------
+
+
+def _slack_texts(message: dict[str, Any]) -> list[str]:
+    texts = []
+    for block in message["blocks"]:
+        if "text" in block:
+            texts.append(block["text"]["text"])
+        texts.extend(element["text"] for element in block.get("elements", []))
+    return texts
+
+
+def test_slack_limits_hold_for_oversized_fields() -> None:
+    message = render_slack(huge())
+    assert len(message["blocks"]) <= SLACK_BLOCK_LIMIT
+    assert len(message["blocks"][0]["text"]["text"]) <= SLACK_HEADER_LIMIT
+    assert all(len(text) <= SLACK_SECTION_LIMIT for text in _slack_texts(message))
+    assert len(message["text"]) <= SLACK_SECTION_LIMIT
+
+
+def test_slack_header_is_cut_for_a_long_service_name() -> None:
+    long_name = ServiceName("p", "r", "s" * 400)
+    header = render_slack(restored(service=long_name))["blocks"][0]["text"]["text"]
+    assert len(header) <= SLACK_HEADER_LIMIT
+
+
+def test_chat_limit_holds_and_the_essentials_come_first() -> None:
+    text = render_chat(huge())["text"]
+    assert len(text) <= CHAT_TEXT_LIMIT
+    assert text.startswith(f"public-api ({SERVICE.full}): user:person0@example.com")
+
+
+def test_long_member_lists_are_cut_with_a_count() -> None:
+    first = render_text(huge()).splitlines()[0]
+    assert "… and 4990 more members" in first
+
+
+def test_long_delegation_chain_keeps_origin_and_actor() -> None:
+    through = next(
+        line for line in render_text(huge()).splitlines() if line.startswith("through:")
+    )
+    assert "hop0@x.iam.gserviceaccount.com" in through
+    assert "… 297 more hops …" in through
+
+
+def test_json_cuts_lists_and_says_how_much() -> None:
+    document = render_json(huge())
+    assert len(document["missing"]) == 100
+    assert document["truncated"]["missing"] == 4900
+    assert len(document["user_agent"]) <= 2000
+    assert len(json.dumps(document)) < 1_000_000
+
+
+def test_text_of_every_line_stays_readable_for_oversized_fields() -> None:
+    assert all(len(line) <= 4000 for line in render_text(huge()).splitlines())
+
+
+# --- JSON -------------------------------------------------------------------------
+
+JSON_KEYS = {
+    "summary",
+    "service",
+    "service_name",
+    "project",
+    "location",
+    "missing",
+    "forbidden",
+    "action",
+    "mode",
+    "detected_at",
+    "trigger",
+    "actor",
+    "origin",
+    "delegation",
+    "caller_ip",
+    "user_agent",
+    "change_time",
+    "method",
+    "insert_id",
+    "change_failed",
+    "status_message",
+    "removed",
+    "added",
+    "attribution",
+    "probe",
+    "error",
+    "timings",
+    "truncated",
+}
+
+
+@pytest.mark.parametrize("case", INCIDENTS, ids=str)
+def test_json_keys_are_stable(case: str) -> None:
+    document = render_json(INCIDENTS[case])
+    assert set(document) == JSON_KEYS
+    assert set(document["probe"]) == {"result", "status", "detail", "seconds"}
+
+
+def test_json_values_of_a_restore() -> None:
+    document = render_json(INCIDENTS["forbidden-after-restore"])
+    assert document["service"] == SERVICE.full
+    assert document["missing"] == ["allUsers"]
+    assert document["action"] == "restored"
+    assert document["detected_at"] == "2025-03-04T11:03:16Z"
+    assert document["change_time"] == "2025-03-04T11:02:41.905112Z"
+    assert document["delegation"] == [GITHUB]
+    assert document["probe"]["result"] == "forbidden"
+    assert document["timings"] == TIMINGS
+
+
+def test_json_of_unknown_actor_has_nulls() -> None:
+    document = render_json(INCIDENTS["unknown-actor"])
+    assert (document["actor"], document["method"], document["delegation"]) == (
+        None,
+        None,
+        [],
+    )
+
+
+# --- delivery to the webhook ------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(echo=False) as started:
+        yield started
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def every_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Capture every logger at DEBUG, urllib3's included."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def sender_for(url: str, alert_format: str = "slack", **options: Any) -> AlertSender:
+    # A short backoff keeps the retry tests fast; the policy is the real one.
+    return AlertSender(
+        webhook_url=url,
+        alert_format=alert_format,
+        timeout=2,
+        backoff_factor=0.01,
+        **options,
+    )
+
+
+def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every record as text and as the JSON line Cloud Logging would get."""
+    formatter = JsonFormatter()
+    return "\n".join(
+        [caplog.text]
+        + [record.getMessage() for record in caplog.records]
+        + [formatter.format(record) for record in caplog.records]
+    )
+
+
+@pytest.mark.parametrize(
+    ("alert_format", "key"),
+    [
+        pytest.param("slack", "blocks", id="slack"),
+        pytest.param("chat", "text", id="chat"),
+        pytest.param("json", "service", id="json"),
+    ],
+)
+def test_alert_arrives_at_the_webhook(
+    receiver: WebhookReceiver, alert_format: str, key: str
+) -> None:
+    sender = sender_for(receiver.url + SECRET_PATH, alert_format)
+    results = sender.send(INCIDENTS["restored-wif"])
+    alert = receiver.wait_for(1)[0]
+    assert key in alert.payload
+    assert alert.path == SECRET_PATH
+    assert [(r.channel, r.ok) for r in results] == [
+        ("log", True),
+        (f"webhook ({alert_format})", True),
+    ]
+
+
+def test_webhook_is_retried_after_503s(receiver: WebhookReceiver) -> None:
+    receiver.fail_next(2, 503)
+    results = sender_for(receiver.url + SECRET_PATH).send(INCIDENTS["restored-wif"])
+    assert results[-1].ok
+    assert (receiver.attempts, len(receiver.alerts)) == (3, 1)
+
+
+def test_webhook_is_retried_after_429_with_retry_after(
+    receiver: WebhookReceiver,
+) -> None:
+    receiver.fail_next(1, 429, retry_after="0")
+    results = sender_for(receiver.url + SECRET_PATH).send(INCIDENTS["restored-wif"])
+    assert results[-1].ok
+    assert receiver.attempts == 2
+
+
+def test_webhook_that_keeps_failing_gives_a_failed_result(
+    receiver: WebhookReceiver,
+) -> None:
+    receiver.fail_next(100, 503)
+    results = sender_for(receiver.url + SECRET_PATH).send(INCIDENTS["restored-wif"])
+    assert (results[-1].channel, results[-1].ok) == ("webhook (slack)", False)
+    assert "503" in results[-1].detail
+
+
+def test_structured_record_is_written_even_when_the_webhook_fails(
+    receiver: WebhookReceiver, every_log: pytest.LogCaptureFixture
+) -> None:
+    receiver.fail_next(100, 500)
+    sender_for(receiver.url + SECRET_PATH).send(INCIDENTS["restored-wif"])
+    alerts = [r for r in every_log.records if getattr(r, "fields", {}).get("alert")]
+    assert len(alerts) == 1
+    assert (
+        alerts[0].getMessage() == render_text(INCIDENTS["restored-wif"]).split("\n")[0]
+    )
+    assert alerts[0].fields["actor"] == DEPLOYER  # type: ignore[attr-defined]
+
+
+def test_failed_webhook_is_logged_at_error_without_the_url(
+    receiver: WebhookReceiver, every_log: pytest.LogCaptureFixture
+) -> None:
+    receiver.fail_next(100, 500)
+    sender_for(receiver.url + SECRET_PATH).send(INCIDENTS["restored-wif"])
+    failures = [r for r in every_log.records if "delivery" in r.getMessage()]
+    assert [r.levelno for r in failures] == [logging.ERROR]
+    assert "webhook (slack)" in failures[0].getMessage()
+
+
+def test_unreachable_webhook_never_leaks_the_url(
+    closed_port: int,
+    every_log: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}{SECRET_PATH}"
+    results = sender_for(url).send(INCIDENTS["restored-wif"])
+    captured = capsys.readouterr()
+    assert not results[-1].ok
+    everything = everything_logged(every_log) + captured.out + captured.err
+    everything += "".join(r.detail for r in results)
+    assert "Retrying" in everything  # urllib3 did log its retries, redacted
+    assert "SECRETTOKEN" not in everything
+
+
+def test_failing_webhook_never_leaks_the_url(
+    receiver: WebhookReceiver,
+    every_log: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    receiver.fail_next(100, 503)
+    results = sender_for(receiver.url + SECRET_PATH).send(
+        INCIDENTS["failed-org-policy"]
+    )
+    captured = capsys.readouterr()
+    everything = everything_logged(every_log) + captured.out + captured.err
+    everything += "".join(r.detail for r in results)
+    assert "SECRETTOKEN" not in everything
+
+
+@pytest.mark.parametrize(
+    ("case", "level"),
+    [
+        pytest.param("restored-wif", logging.WARNING, id="restored-warning"),
+        pytest.param("report-mode", logging.WARNING, id="reported-warning"),
+        pytest.param("failed-org-policy", logging.ERROR, id="failed-error"),
+    ],
+)
+def test_alert_record_level_follows_the_action(
+    every_log: pytest.LogCaptureFixture, case: str, level: int
+) -> None:
+    AlertSender(webhook_url=None, alert_format="json").send(INCIDENTS[case])
+    alerts = [r for r in every_log.records if getattr(r, "fields", {}).get("alert")]
+    assert [r.levelno for r in alerts] == [level]
+
+
+def test_no_channels_still_logs_the_incident() -> None:
+    results = AlertSender(webhook_url=None, alert_format="json").send(
+        INCIDENTS["restored-wif"]
+    )
+    assert [(r.channel, r.ok) for r in results] == [("log", True)]
+
+
+def test_oversized_incident_is_still_delivered(receiver: WebhookReceiver) -> None:
+    results = sender_for(receiver.url + SECRET_PATH).send(huge())
+    assert results[-1].ok
+    assert len(receiver.wait_for(1)[0].payload["blocks"]) <= SLACK_BLOCK_LIMIT
+
+
+def test_repr_hides_the_webhook_url() -> None:
+    sender = sender_for("https://hooks.slack.com" + SECRET_PATH)
+    assert "SECRETTOKEN" not in repr(sender)
+    assert "hooks.slack.com" not in repr(sender)
+
+
+def test_unknown_alert_format_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="WATCHDOG_ALERT_FORMAT"):
+        AlertSender(webhook_url=None, alert_format="teams")
+
+
+# --- Pub/Sub, through Google's emulator -------------------------------------------
+
+
+def pull_some(subscriber: Any, subscription: str) -> list[Any]:
+    """Pull until something arrives; the emulator may answer a pull with nothing."""
+    for _ in range(20):
+        response = subscriber.pull(
+            subscription=subscription, max_messages=5, timeout=10
+        )
+        if response.received_messages:
+            return list(response.received_messages)
+    return []
+
+
+def test_alert_is_published_to_the_topic(
+    pubsub_emulator: str, monkeypatch: pytest.MonkeyPatch, closed_port: int
+) -> None:
+    from google.cloud import pubsub_v1
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    suffix = uuid.uuid4().hex[:8]
+    topic = publisher.topic_path("demo-project", f"alerts-{suffix}")
+    subscription = subscriber.subscription_path("demo-project", f"alerts-{suffix}")
+    publisher.create_topic(name=topic, timeout=10)
+    subscriber.create_subscription(name=subscription, topic=topic, timeout=10)
+    # The webhook is down: Pub/Sub must be delivered all the same.
+    sender = sender_for(
+        f"http://127.0.0.1:{closed_port}{SECRET_PATH}", "json", topic=topic
+    )
+    try:
+        results = sender.send(INCIDENTS["restored-wif"])
+        received = pull_some(subscriber, subscription)
+    finally:
+        sender.close()
+        subscriber.close()
+    assert [(r.channel, r.ok) for r in results] == [
+        ("log", True),
+        ("webhook (json)", False),
+        (f"pubsub ({topic})", True),
+    ]
+    [message] = received
+    assert json.loads(message.message.data) == render_json(INCIDENTS["restored-wif"])
+    assert message.message.attributes["action"] == "restored"
+
+
+def test_many_changed_roles_are_cut_with_a_count() -> None:
+    added = next(
+        line for line in render_text(huge()).splitlines() if line.startswith("added:")
+    )
+    assert added.endswith("… and 490 more roles")
+
+
+def test_missing_topic_gives_a_failed_result(
+    pubsub_emulator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)
+    topic = f"projects/demo-project/topics/never-created-{uuid.uuid4().hex[:8]}"
+    sender = AlertSender(webhook_url=None, alert_format="json", topic=topic, timeout=5)
+    try:
+        results = sender.send(INCIDENTS["restored-wif"])
+    finally:
+        sender.close()
+    assert (results[-1].ok, results[-1].detail.split(":")[0]) == (False, "NotFound")
