@@ -15,7 +15,7 @@ from watchdog import runtime
 @functions_framework.http
 def on_event(request: flask.Request) -> runtime.Response:
     """Audit-log entries and ticks, in any delivery shape (CloudEvent, push, HTTP)."""
-    return runtime.handle_event(request.headers, request.get_data())
+    return runtime.handle_event(dict(request.headers), request.get_data())
 
 
 @functions_framework.http

@@ -163,7 +163,7 @@ def test_headline_states_service_drift_restore_and_answer() -> None:
     first = render_text(INCIDENTS["restored-wif"]).splitlines()[0]
     assert first == (
         "public-api (projects/example-project/locations/europe-west1/services/"
-        "public-api): allUsers lost roles/run.invoker — restored in 0.18 s; "
+        "public-api): allUsers lost roles/run.invoker — restored in 180 ms; "
         "service answers 200 again"
     )
 
@@ -191,8 +191,7 @@ def test_text_says_from_where_and_with_which_tool() -> None:
 def test_text_lists_timings_per_step() -> None:
     text = render_text(INCIDENTS["restored-wif"])
     assert (
-        "timings: read 0.05 s, write 0.1 s, verify 0.03 s, probe 0.02 s, "
-        "attribute 0.2 s"
+        "timings: read 50 ms, write 100 ms, verify 30 ms, probe 20 ms, attribute 200 ms"
     ) in text
 
 

@@ -90,8 +90,11 @@ def _list(members: Sequence[str], limit: int, noun: str = "members") -> str:
 
 
 def _seconds(value: float) -> str:
+    # Steps against a nearby API take milliseconds; "0 s" would hide them.
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
     text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return f"{text or '0'} s"
+    return f"{text} s"
 
 
 def _utc(moment: datetime) -> datetime:

@@ -1,0 +1,337 @@
+"""The reconcile step against the sandbox, with the real gateways and clients.
+
+Nothing here is mocked: the Cloud Run and Cloud Logging gateways talk gRPC to the
+sandbox, alerts go over HTTP to a webhook receiver, the probe hits the sandbox's
+front end. Changes are made as other principals would make them, and audit
+events are the entries the sandbox's audit trail wrote for those changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.fixtures_sandbox import INTERN, PUBLIC_API, SHOP, WATCHDOG_PRINCIPAL
+from watchdog.audit import parse_entry
+from watchdog.config import Settings, load_settings
+from watchdog.model import (
+    INVOKER_ROLE,
+    Action,
+    AuditEvent,
+    Drift,
+    ProbeResult,
+    ServiceName,
+    Tick,
+)
+from watchdog.reconcile import Watchdog
+from watchdog.runtime import build_watchdog
+from watchdog.sandbox import Sandbox
+from watchdog.sandbox.faults import ConcurrentWrite
+from watchdog.sandbox.webhook import WebhookReceiver
+
+BuildWatchdog = Callable[..., Watchdog]
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(echo=False) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def make_watchdog(sandbox: Sandbox, webhook: WebhookReceiver) -> BuildWatchdog:
+    """A Watchdog wired exactly as the function wires it, to the sandbox."""
+
+    def build(**overrides: str) -> Watchdog:
+        env = {
+            "WATCHDOG_SERVICES": f"{PUBLIC_API.full} {SHOP.full}",
+            "WATCHDOG_RUN_ENDPOINT": sandbox.run_endpoint,
+            "WATCHDOG_LOGGING_ENDPOINT": sandbox.logging_endpoint,
+            "WATCHDOG_ALERT_WEBHOOK_URL": webhook.url,
+            "WATCHDOG_SELF_PRINCIPAL": WATCHDOG_PRINCIPAL,
+            "WATCHDOG_HEALTH_TIMEOUT": "2",
+            "WATCHDOG_ALERT_FORMAT": "chat",  # the full text, easy to assert on
+        } | overrides
+        settings: Settings = load_settings(env)
+        watchdog = build_watchdog(settings)
+        watchdog.sleep = lambda seconds: None  # conflict backoff: no need to wait
+        return watchdog
+
+    return build
+
+
+def invoker_members(sandbox: Sandbox, name: ServiceName) -> list[list[str]]:
+    """Members of each invoker binding, in order, unconditional ones only."""
+    return [
+        list(b.members)
+        for b in sandbox.policy(name).bindings
+        if b.role == INVOKER_ROLE and not b.HasField("condition")
+    ]
+
+
+def other_bindings(sandbox: Sandbox, name: ServiceName) -> list[str]:
+    return sorted(
+        str(b) for b in sandbox.policy(name).bindings if b.role != INVOKER_ROLE
+    )
+
+
+def last_event(sandbox: Sandbox) -> AuditEvent:
+    change = parse_entry(sandbox.entries()[-1])
+    assert change is not None
+    return AuditEvent(change=change, delivery="test")
+
+
+def test_tick_on_public_services_changes_nothing_and_alerts_nobody(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    entries_before = len(sandbox.entries())
+    outcomes = make_watchdog().handle(Tick(source="test"))
+    assert [o.action for o in outcomes] == [Action.NONE, Action.NONE]
+    assert len(sandbox.entries()) == entries_before  # no write happened
+    assert webhook.alerts == []
+
+
+def test_tick_restores_removed_allusers_and_names_the_actor_from_logging(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    others = other_bindings(sandbox, PUBLIC_API)
+    sandbox.change_members(
+        PUBLIC_API, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN
+    )
+    assert not sandbox.is_public(PUBLIC_API)
+
+    outcomes = make_watchdog().handle(Tick(source="test"))
+
+    restored = next(o for o in outcomes if o.service == PUBLIC_API)
+    assert restored.action == Action.RESTORED
+    assert restored.drift == Drift(missing=("allUsers",))
+    assert sandbox.is_public(PUBLIC_API)
+    assert other_bindings(sandbox, PUBLIC_API) == others
+    incident = restored.incident
+    assert incident is not None
+    assert incident.change is not None
+    assert incident.change.actor == INTERN
+    assert incident.probe is not None
+    assert incident.probe.result == ProbeResult.OK
+    assert set(incident.timings) >= {"read", "write", "verify", "probe", "attribute"}
+    (alert,) = webhook.wait_for(1, 5)
+    assert INTERN in alert.text
+
+
+def test_audit_event_restores_and_takes_the_actor_from_the_event(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(
+        SHOP,
+        remove={INVOKER_ROLE: ["allUsers"]},
+        principal="deployer@demo-project.iam.gserviceaccount.com",
+        delegation=("intern@example.com",),
+    )
+    event = last_event(sandbox)
+
+    (outcome,) = make_watchdog().handle(event)
+
+    assert outcome.action == Action.RESTORED
+    assert sandbox.is_public(SHOP)
+    assert outcome.incident is not None
+    assert outcome.incident.change == event.change
+    assert outcome.incident.change.origin == "intern@example.com"
+
+
+def test_report_mode_alerts_and_writes_nothing(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    entries_before = len(sandbox.entries())
+
+    outcomes = make_watchdog(WATCHDOG_MODE="report").handle(Tick(source="test"))
+
+    assert {o.service: o.action for o in outcomes}[SHOP] == Action.REPORTED
+    assert not sandbox.is_public(SHOP)
+    assert len(sandbox.entries()) == entries_before
+    (alert,) = webhook.wait_for(1, 5)
+    assert "report mode" in alert.text
+
+
+def test_swapped_members_are_both_fixed(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(
+        PUBLIC_API,
+        remove={INVOKER_ROLE: ["allUsers"]},
+        add={INVOKER_ROLE: ["allAuthenticatedUsers"]},
+        principal=INTERN,
+    )
+    (outcome,) = make_watchdog().handle(last_event(sandbox))
+    assert outcome.drift == Drift(
+        missing=("allUsers",), forbidden=("allAuthenticatedUsers",)
+    )
+    members = {m for binding in invoker_members(sandbox, PUBLIC_API) for m in binding}
+    assert "allUsers" in members
+    assert "allAuthenticatedUsers" not in members
+
+
+def test_concurrent_change_is_kept_when_the_etag_conflicts(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    writer = ConcurrentWrite(
+        member="user:colleague@example.com", role="roles/run.viewer"
+    )
+    sandbox.faults.add_concurrent_writer(writer)
+
+    (outcome,) = make_watchdog().handle(last_event(sandbox))
+
+    assert outcome.action == Action.RESTORED
+    assert sandbox.is_public(SHOP)
+    # The stale write was refused, and the second, fresh one kept the
+    # colleague's change instead of overwriting it.
+    viewers = [
+        list(b.members)
+        for b in sandbox.policy(SHOP).bindings
+        if b.role == "roles/run.viewer"
+    ]
+    assert viewers == [["user:colleague@example.com"]]
+    refused = [
+        e
+        for e in sandbox.entries()
+        if e["protoPayload"].get("status", {}).get("code") == 10  # ABORTED
+    ]
+    assert len(refused) == 1
+
+
+def test_org_policy_refusal_fails_loudly_and_removes_nothing(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    policy_before = sandbox.policy(SHOP)
+    sandbox.faults.block_public_members()
+
+    (outcome,) = make_watchdog().handle(last_event(sandbox))
+
+    assert outcome.action == Action.FAILED
+    assert not outcome.retryable
+    assert "constraints/iam.allowedPolicyMemberDomains" in outcome.detail
+    assert sandbox.policy(SHOP) == policy_before
+    (alert,) = webhook.wait_for(1, 5)
+    assert "NOT restored" in alert.text
+
+
+def test_disabled_invoker_check_means_public_without_binding(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    sandbox.set_invoker_iam_disabled(SHOP, True, principal=INTERN)
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    entries_before = len(sandbox.entries())
+
+    outcomes = make_watchdog().handle(Tick(source="test"))
+
+    assert {o.service: o.action for o in outcomes}[SHOP] == Action.NONE
+    assert len(sandbox.entries()) == entries_before
+    assert webhook.alerts == []
+
+
+def test_event_about_an_unwatched_service_changes_nothing(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    event = last_event(sandbox)
+
+    outcomes = make_watchdog(WATCHDOG_SERVICES=PUBLIC_API.full).handle(event)
+
+    assert outcomes == []
+    assert not sandbox.is_public(SHOP)
+
+
+def test_the_watchdogs_own_write_causes_no_action(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    watchdog = make_watchdog()
+    watchdog.handle(last_event(sandbox))
+    own = last_event(sandbox)
+    assert own.change.actor == WATCHDOG_PRINCIPAL
+    entries_before = len(sandbox.entries())
+
+    assert watchdog.handle(own) == []
+    assert len(sandbox.entries()) == entries_before
+
+
+def test_failed_change_is_never_named_as_the_cause(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    sandbox.faults.block_public_members(times=1)
+    with pytest.raises(Exception, match="permitted customer"):
+        sandbox.change_members(
+            SHOP, add={INVOKER_ROLE: ["allUsers"]}, principal="helper@example.com"
+        )
+    failed = last_event(sandbox)
+    assert failed.change.failed
+
+    (outcome,) = make_watchdog().handle(failed)
+
+    assert outcome.action == Action.RESTORED
+    assert outcome.incident is not None
+    assert outcome.incident.change is not None
+    assert outcome.incident.change.actor == INTERN
+
+
+def test_late_audit_entry_makes_the_actor_not_yet_known(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    sandbox.faults.delay_logging(600)
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+
+    outcomes = make_watchdog().handle(Tick(source="test"))
+
+    outcome = next(o for o in outcomes if o.service == SHOP)
+    assert outcome.action == Action.RESTORED
+    assert outcome.incident is not None
+    assert outcome.incident.change is None
+    assert outcome.incident.attribution.startswith("not yet known")
+    (alert,) = webhook.wait_for(1, 5)
+    assert "not yet known" in alert.text
+
+
+def test_api_that_stays_unavailable_asks_for_a_retry(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.faults.fail("GetService", "UNAVAILABLE", times=50)
+
+    outcomes = make_watchdog().handle(Tick(source="test"))
+
+    assert all(o.action == Action.FAILED and o.retryable for o in outcomes)
+
+
+def test_conditional_allusers_gets_an_unconditional_binding_beside_it(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    from google.iam.v1 import policy_pb2
+    from google.type import expr_pb2
+
+    policy = sandbox.policy(SHOP)
+    for binding in policy.bindings:
+        if binding.role == INVOKER_ROLE:
+            binding.condition.CopyFrom(
+                expr_pb2.Expr(
+                    title="expirable access",
+                    expression="request.time < timestamp('2020-10-01T00:00:00Z')",
+                )
+            )
+    policy.version = 3
+    sandbox.write_policy(SHOP, policy, principal=INTERN)
+    conditional = [
+        policy_pb2.Binding.FromString(b.SerializeToString())
+        for b in sandbox.policy(SHOP).bindings
+        if b.HasField("condition")
+    ]
+
+    (outcome,) = make_watchdog().handle(last_event(sandbox))
+
+    assert outcome.action == Action.RESTORED
+    after = sandbox.policy(SHOP)
+    assert after.version == 3
+    assert [b for b in after.bindings if b.HasField("condition")] == conditional
+    assert ["allUsers"] in invoker_members(sandbox, SHOP)
