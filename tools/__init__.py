@@ -1,0 +1,1 @@
+"""Operator and CI helpers: packaging, the deploy guard, offline Terraform checks."""
