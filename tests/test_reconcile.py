@@ -335,3 +335,20 @@ def test_conditional_allusers_gets_an_unconditional_binding_beside_it(
     assert after.version == 3
     assert [b for b in after.bindings if b.HasField("condition")] == conditional
     assert ["allUsers"] in invoker_members(sandbox, SHOP)
+
+
+def test_drift_fixed_by_another_writer_meanwhile_is_not_alerted_twice(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    # Another watchdog instance puts allUsers back just before this one writes.
+    sandbox.faults.add_concurrent_writer(
+        ConcurrentWrite(member="allUsers", role=INVOKER_ROLE, principal="other")
+    )
+
+    (outcome,) = make_watchdog().handle(last_event(sandbox))
+
+    assert outcome.action == Action.NONE
+    assert outcome.detail == "restored by another writer"
+    assert sandbox.is_public(SHOP)
+    assert webhook.alerts == []

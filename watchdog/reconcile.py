@@ -266,10 +266,18 @@ class Watchdog:
                         extra={"fields": {"service": name.full, "in_sync": True}},
                     )
                     return Outcome(name, Action.NONE)
-                # Someone else repaired it between our read and our write.
-                action = Action.RESTORED
-                error = ""
-                break
+                # Someone else repaired it between our read and our write: most
+                # often another instance handling the same drift (a tick and an
+                # audit event at once). Its outcome carries the alert; a second
+                # one would only page twice for one incident.
+                log.info(
+                    "%s was restored by another writer while the watchdog tried",
+                    name.service,
+                    extra={"fields": {"service": name.full, "in_sync": True}},
+                )
+                return Outcome(
+                    name, Action.NONE, first_drift, detail="restored by another writer"
+                )
             first_drift = first_drift or drift
             if not self.settings.enforce:
                 action = Action.REPORTED

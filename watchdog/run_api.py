@@ -270,6 +270,33 @@ class RunApi:
             name=name, uri=uri, invoker_iam_disabled=service.invoker_iam_disabled
         )
 
+    def get_ingress(self, name: ServiceName) -> str:
+        """Who may reach the service's URL: `INGRESS_TRAFFIC_INTERNAL_ONLY` etc."""
+        from google.cloud import run_v2
+
+        try:
+            service = self.client().get_service(
+                name=name.full, retry=_retry(), timeout=self.timeout
+            )
+        except exceptions.GoogleAPIError as error:
+            raise translate_error(error, name, "reading service") from error
+        return str(run_v2.IngressTraffic(service.ingress).name)
+
+    def test_permissions(
+        self, name: ServiceName, permissions: tuple[str, ...]
+    ) -> frozenset[str]:
+        """The subset of `permissions` that the caller (not the function) holds."""
+        request = iam_policy_pb2.TestIamPermissionsRequest(
+            resource=name.full, permissions=permissions
+        )
+        try:
+            response = self.client().test_iam_permissions(
+                request=request, retry=_retry(), timeout=self.timeout
+            )
+        except exceptions.GoogleAPIError as error:
+            raise translate_error(error, name, "testing permissions on") from error
+        return frozenset(response.permissions)
+
     def get_policy(self, name: ServiceName) -> Policy:
         """The service's IAM policy, read at version 3 so conditions are kept."""
         request = iam_policy_pb2.GetIamPolicyRequest(

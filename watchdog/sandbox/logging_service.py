@@ -5,10 +5,10 @@ whose `proto_payload` is an Any holding a `google.cloud.audit.AuditLog`, exactly
 Cloud Logging returns them, so the gateway's conversion to JSON is the real one.
 
 The filter language is a deliberate subset: terms joined by ` AND `, each
-`FIELD="value"`, `FIELD=("a" OR "b")` or a `timestamp` comparison, over a handful of
-fields. Anything else is refused with INVALID_ARGUMENT naming the term. A filter the
-sandbox half-understood and matched too widely would hide exactly the query bugs
-(PITFALLS 9) this sandbox exists to catch.
+`FIELD="value"`, `FIELD=("a" OR "b")`, `FIELD=true` (or false) or a `timestamp`
+comparison, over a handful of fields. Anything else is refused with
+INVALID_ARGUMENT naming the term. A filter the sandbox half-understood and matched too
+widely would hide exactly the query bugs (PITFALLS 9) this sandbox exists to catch.
 """
 
 from __future__ import annotations
@@ -55,17 +55,22 @@ FIELDS = (
     "protoPayload.resourceName",
     "protoPayload.serviceName",
     "timestamp",
+    # The function's own records: its heartbeat (watchdog doctor, the log metric).
+    "resource.labels.service_name",
+    "jsonPayload.heartbeat",
 )
 _STRING = r'"(?:[^"\\]|\\.)*"'
+_BOOLEAN = ("true", "false")
 _TERM = re.compile(
     rf"(?P<field>[A-Za-z_][A-Za-z0-9_.]*)\s*(?P<op>>=|<=|=|>|<)\s*"
-    rf"(?P<value>{_STRING}|\(\s*{_STRING}(?:\s+OR\s+{_STRING})*\s*\))"
+    rf"(?P<value>{_STRING}|\(\s*{_STRING}(?:\s+OR\s+{_STRING})*\s*\)|true|false)"
 )
 _AND = re.compile(r"\s+AND\s+")
 _LOG_NAME = re.compile(r"^projects/(?P<project>[^/]+)/logs/[^/]+$")
 _PROJECT = re.compile(r"^projects/(?P<project>[^/]+)$")
 _HELP = (
-    'the sandbox understands FIELD="value", FIELD=("a" OR "b") and timestamp '
+    'the sandbox understands FIELD="value", FIELD=("a" OR "b"), FIELD=true|false, '
+    "timestamp "
     f"comparisons (>=, <=, >, <), joined by AND, with FIELD one of {', '.join(FIELDS)}"
 )
 
@@ -140,6 +145,10 @@ def _parse_term(term: str) -> Term:
     field, op, raw = match["field"], match["op"], match["value"]
     if field not in FIELDS:
         raise FilterError(f"unsupported field {field!r} in term {term!r}: {_HELP}")
+    if raw in _BOOLEAN:
+        if field == "timestamp" or op != "=":
+            raise FilterError(f"{raw} only compares with =, in term {term!r}")
+        return Term(field, op, (raw,))
     values = tuple(_unquote(value) for value in re.findall(_STRING, raw))
     if field == "timestamp":
         if raw.startswith("("):
@@ -270,7 +279,14 @@ def _index(entry: Any) -> dict[str, str]:
         "project": match["project"] if match else "",
         "logName": entry.log_name,
         "resource.type": entry.resource.type,
+        "resource.labels.service_name": entry.resource.labels.get("service_name", ""),
     }
+    if entry.HasField("json_payload"):
+        heartbeat = entry.json_payload.fields.get("heartbeat")
+        if heartbeat is not None and heartbeat.WhichOneof("kind") == "bool_value":
+            fields["jsonPayload.heartbeat"] = (
+                "true" if heartbeat.bool_value else "false"
+            )
     if entry.HasField("proto_payload") and entry.proto_payload.Is(
         audit_log_pb2.AuditLog.DESCRIPTOR
     ):

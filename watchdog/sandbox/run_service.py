@@ -7,6 +7,9 @@ ABORTED for a stale etag, a blind overwrite for an empty one, INVALID_ARGUMENT f
 conditional bindings at a policy version below 3, and an update mask that defaults
 to `bindings, etag` (so audit configs are only written when the mask names them).
 Every IAM write, successful or refused by the API itself, leaves an audit entry.
+
+TestIamPermissions does not model who holds what: every caller holds every
+`run.*` permission on every service, except those a test withholds on a service.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class ServiceState:
     uri: str
     invoker_iam_disabled: bool
     policy: Any  # google.iam.v1.Policy
+    # Cloud Run's default; a gen2 function's service is usually internal only.
+    ingress: int = run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
 
 
 def initial_policy() -> Any:
@@ -145,6 +150,7 @@ class RunServices:
         self._policy_delta = policy_delta
         self._lock = threading.RLock()
         self._services: dict[str, ServiceState] = {}
+        self._withheld: dict[str, set[str]] = {}  # full name -> permissions
 
     # The Python API, also used by the HTTP control endpoint and the front end.
 
@@ -159,6 +165,7 @@ class RunServices:
     def reset(self) -> None:
         """Make every service public again, with its initial policy."""
         with self._lock:
+            self._withheld.clear()
             for state in self._services.values():
                 state.invoker_iam_disabled = False
                 state.policy = initial_policy()
@@ -223,6 +230,19 @@ class RunServices:
                 if failure.code not in _UNAUDITED:
                     self._audit_set(state, request, caller, None, failure)
                 raise
+
+    def set_ingress(self, name: str | ServiceName, ingress: int) -> None:
+        """Set who may reach the service's URL at all (not audited here)."""
+        with self._lock:
+            self.get(name).ingress = ingress
+
+    def withhold_permissions(
+        self, name: str | ServiceName, permissions: Sequence[str]
+    ) -> None:
+        """Make TestIamPermissions on the service leave out `permissions`."""
+        with self._lock:
+            full = self.get(name).name.full
+            self._withheld.setdefault(full, set()).update(permissions)
 
     def set_invoker_iam_disabled(
         self, name: str | ServiceName, disabled: bool, caller: Caller | None = None
@@ -395,6 +415,15 @@ class RunServices:
                     request_deserializer=iam_policy_pb2.SetIamPolicyRequest.FromString,
                     response_serializer=policy_pb2.Policy.SerializeToString,
                 ),
+                "TestIamPermissions": grpc.unary_unary_rpc_method_handler(
+                    self.test_iam_permissions,
+                    request_deserializer=(
+                        iam_policy_pb2.TestIamPermissionsRequest.FromString
+                    ),
+                    response_serializer=(
+                        iam_policy_pb2.TestIamPermissionsResponse.SerializeToString
+                    ),
+                ),
             },
         )
 
@@ -420,6 +449,7 @@ class RunServices:
                 uri=state.uri,
                 urls=[state.uri],
                 invoker_iam_disabled=state.invoker_iam_disabled,
+                ingress=state.ingress,
             )
 
     def get_iam_policy(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -439,6 +469,26 @@ class RunServices:
                 f"request policy version 3 (requested {requested}).",
             )
         return policy
+
+    def test_iam_permissions(self, request: Any, context: grpc.ServicerContext) -> Any:
+        # Like the real API, a permission of another service is an error, and the
+        # answer is the subset the caller holds (here: all but the withheld ones).
+        if (
+            state := self.find(request.resource)
+        ) is None or "/" not in request.resource:
+            abort(context, grpc.StatusCode.NOT_FOUND, self._not_found(request.resource))
+        for permission in request.permissions:
+            if not permission.startswith("run."):
+                abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Permission {permission} is not valid for this resource.",
+                )
+        with self._lock:
+            withheld = set(self._withheld.get(state.name.full, ()))
+        return iam_policy_pb2.TestIamPermissionsResponse(
+            permissions=[p for p in request.permissions if p not in withheld]
+        )
 
     def set_iam_policy(self, request: Any, context: grpc.ServicerContext) -> Any:
         if delay := self.faults.latency("SetIamPolicy"):
