@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from types import TracebackType
 
-from watchdog.sandbox.functions import free_port, wait_for_port
+from watchdog.sandbox.functions import free_port, stop_process_group, wait_for_port
 
 
 def missing_requirement() -> str | None:
@@ -74,13 +73,8 @@ class PubSubEmulator:
         return self._log.read().decode("utf-8", "replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:
+            stop_process_group(self.process, timeout=15)
         self.process = None
 
     def __enter__(self) -> PubSubEmulator:

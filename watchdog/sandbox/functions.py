@@ -40,6 +40,17 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) -
     raise TimeoutError(f"nothing listened on port {port} after {timeout:.0f} s")
 
 
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop a process started with start_new_session=True, and all its children."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 class FunctionServer:
     """One `functions-framework --target NAME` process on loopback."""
 
@@ -94,15 +105,8 @@ class FunctionServer:
         return self
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:
+            stop_process_group(self.process, timeout=10)
         self.process = None
 
     def __enter__(self) -> FunctionServer:
