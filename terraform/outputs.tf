@@ -66,3 +66,15 @@ output "watchdog_environment" {
   description = "The non-secret settings the function runs with; export them to run `python -m watchdog doctor` or `check` against the same services."
   value       = local.environment
 }
+
+output "doctor_command" {
+  description = "Checks this deployment from the outside with your Application Default Credentials: eval \"$(terraform output -raw doctor_command)\" from the repository root, a few minutes after apply (the first heartbeat comes with the first tick)."
+  value = join(" ", compact([
+    "WATCHDOG_SERVICES=${join(",", var.watched_services)}",
+    "WATCHDOG_SELF_PRINCIPAL=${google_service_account.watchdog.email}",
+    local.alert_topic_enabled ? "WATCHDOG_ALERT_TOPIC=${local.alert_topic}" : "",
+    ".venv/bin/python -m watchdog doctor --project ${var.project_id} --region ${var.region} --name ${var.name}",
+    var.alert_webhook_secret_id == null ? "" : "--secret ${var.alert_webhook_secret_id}",
+    "--heartbeat-minutes ${ceil(tonumber(trimsuffix(var.heartbeat_absence, "s")) / 60)}",
+  ]))
+}

@@ -1,4 +1,4 @@
-"""`python -m watchdog`: check now, explain an audit entry, play the sandbox demo.
+"""`python -m watchdog`: check now, explain an entry, check a deployment, play the demo.
 
 Exit codes fit CI use: 0 all in sync (or restored), 1 drift remains, 2 an error
 (bad settings, unreadable file, an API that could not be reached).
@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from watchdog import doctor
 from watchdog.config import load_settings
 from watchdog.errors import WatchdogError
 from watchdog.logs import configure_logging
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     explain.add_argument("file", type=Path)
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("demo", help="play the incident on the local sandbox")
+    doctor.register(commands)
     args = parser.parse_args(argv)
 
     try:
@@ -93,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_check(args.json)
         if args.command == "explain":
             return run_explain(args.file, args.json)
+        if args.command == "doctor":
+            return doctor.run(args)
         from watchdog.demo import run_demo
 
         return run_demo()
