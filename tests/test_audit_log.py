@@ -232,7 +232,7 @@ def test_permission_denied_is_permission_denied(
     sandbox: Sandbox, audit_log_reader: AuditLogReader
 ) -> None:
     sandbox.faults.fail("ListLogEntries", "PERMISSION_DENIED")
-    with pytest.raises(PermissionDenied, match=r"logging\.viewer"):
+    with pytest.raises(PermissionDenied, match=r"logging\.logEntries\.list"):
         audit_log_reader.recent_changes(PUBLIC_API, since=LONG_AGO)
 
 

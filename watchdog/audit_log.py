@@ -22,6 +22,7 @@ from google.api_core.retry import Retry
 from google.protobuf import json_format
 
 from watchdog import methods
+from watchdog.api_calls import TRANSIENT, bounded_retry, status_text
 from watchdog.audit import describe_entry, parse_entry
 from watchdog.errors import (
     ConfigError,
@@ -35,12 +36,6 @@ from watchdog.model import Change, ServiceName
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (
-    exceptions.ServiceUnavailable,
-    exceptions.DeadlineExceeded,
-    exceptions.InternalServerError,
-    exceptions.ResourceExhausted,
-)
 MAX_ATTEMPTS = 3
 RETRY_DEADLINE = 20.0
 MAX_PAGE_SIZE = 1000
@@ -81,23 +76,7 @@ def changes_filter(name: ServiceName, since: datetime) -> str:
 
 
 def _retry() -> Retry:
-    """A retry of transient errors, bounded by attempts as well as by time."""
-    attempts = 1
-
-    def should_retry(error: Exception) -> bool:
-        nonlocal attempts
-        if not isinstance(error, TRANSIENT) or attempts >= MAX_ATTEMPTS:
-            return False
-        attempts += 1
-        return True
-
-    return Retry(
-        predicate=should_retry,
-        initial=0.25,
-        maximum=4.0,
-        multiplier=2.0,
-        timeout=RETRY_DEADLINE,
-    )
+    return bounded_retry(attempts=MAX_ATTEMPTS, deadline=RETRY_DEADLINE)
 
 
 def translate_error(
@@ -109,7 +88,7 @@ def translate_error(
         return RetryableError(
             f"{action}: Cloud Logging kept failing; last error: {error.cause}"
         )
-    status = _status(error)
+    status = status_text(error)
     if isinstance(error, TRANSIENT):
         return RetryableError(
             f"{action}: still failing after {MAX_ATTEMPTS} attempts: {status}"
@@ -117,18 +96,12 @@ def translate_error(
     if isinstance(error, exceptions.PermissionDenied | exceptions.Unauthenticated):
         return PermissionDenied(
             f"{action}: the watchdog's identity was refused; it needs "
-            f"roles/logging.viewer on project {name.project}. {status}"
+            f"logging.logEntries.list on project {name.project} (the Terraform "
+            f"module's audit-reader role). {status}"
         )
     if isinstance(error, exceptions.InvalidArgument):
         return PermanentError(f"{action}: Cloud Logging refused the query: {status}")
     return PermanentError(f"{action}: unexpected API error {status}")
-
-
-def _status(error: exceptions.GoogleAPIError) -> str:
-    """`INVALID_ARGUMENT: message` for an API error."""
-    code = getattr(error, "grpc_status_code", None)
-    label = code.name if code is not None else type(error).__name__
-    return f"{label}: {getattr(error, 'message', error)}"
 
 
 class AuditLogReader:

@@ -26,6 +26,7 @@ from google.api_core import exceptions
 from google.api_core.retry import Retry
 from google.rpc import code_pb2
 
+from watchdog.api_calls import TRANSIENT, bounded_retry, status_text
 from watchdog.audit_log import format_time
 from watchdog.errors import (
     ConfigError,
@@ -37,12 +38,6 @@ from watchdog.errors import (
 from watchdog.model import Policy
 from watchdog.run_api import policy_from_proto
 
-TRANSIENT = (
-    exceptions.ServiceUnavailable,
-    exceptions.DeadlineExceeded,
-    exceptions.InternalServerError,
-    exceptions.ResourceExhausted,
-)
 MAX_ATTEMPTS = 3
 RETRY_DEADLINE = 15.0
 
@@ -105,30 +100,7 @@ class SecretVersion:
 
 
 def _retry() -> Retry:
-    """A retry of transient errors, bounded by attempts as well as by time."""
-    attempts = 1
-
-    def should_retry(error: Exception) -> bool:
-        nonlocal attempts
-        if not isinstance(error, TRANSIENT) or attempts >= MAX_ATTEMPTS:
-            return False
-        attempts += 1
-        return True
-
-    return Retry(
-        predicate=should_retry,
-        initial=0.25,
-        maximum=2.0,
-        multiplier=2.0,
-        timeout=RETRY_DEADLINE,
-    )
-
-
-def _status(error: exceptions.GoogleAPIError) -> str:
-    """`PERMISSION_DENIED: message` for an API error."""
-    code = getattr(error, "grpc_status_code", None)
-    label = code.name if code is not None else type(error).__name__
-    return f"{label}: {getattr(error, 'message', error)}"
+    return bounded_retry(attempts=MAX_ATTEMPTS, deadline=RETRY_DEADLINE, maximum=2.0)
 
 
 def translate_error(
@@ -139,7 +111,7 @@ def translate_error(
         return RetryableError(
             f"{action} {resource}: the API kept failing; last error: {error.cause}"
         )
-    status = _status(error)
+    status = status_text(error)
     if isinstance(error, TRANSIENT):
         return RetryableError(
             f"{action} {resource}: still failing after {MAX_ATTEMPTS} attempts: "

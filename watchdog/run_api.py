@@ -24,6 +24,7 @@ from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
 from google.rpc import error_details_pb2
 from google.type import expr_pb2
 
+from watchdog.api_calls import TRANSIENT, bounded_retry, log_retry, status_text
 from watchdog.errors import (
     ConfigError,
     EtagConflict,
@@ -49,12 +50,6 @@ log = logging.getLogger(__name__)
 POLICY_VERSION = 3
 # Transient failures: retried here, a few times, inside one bounded deadline, so a
 # tick still ends well inside its minute (PITFALLS 13).
-TRANSIENT = (
-    exceptions.ServiceUnavailable,
-    exceptions.DeadlineExceeded,
-    exceptions.InternalServerError,
-    exceptions.ResourceExhausted,
-)
 MAX_ATTEMPTS = 4
 RETRY_DEADLINE = 20.0
 RETRY_INITIAL_DELAY = 0.25
@@ -126,28 +121,12 @@ def policy_to_proto(policy: Policy) -> policy_pb2.Policy:
 
 
 def _retry() -> Retry:
-    """A retry of transient errors, bounded by attempts as well as by time."""
-    attempts = 1
-
-    def should_retry(error: Exception) -> bool:
-        nonlocal attempts
-        if not isinstance(error, TRANSIENT) or attempts >= MAX_ATTEMPTS:
-            return False
-        attempts += 1
-        log.info(
-            "Cloud Run Admin API call failed (%s), retrying (attempt %d of %d)",
-            type(error).__name__,
-            attempts,
-            MAX_ATTEMPTS,
-        )
-        return True
-
-    return Retry(
-        predicate=should_retry,
+    return bounded_retry(
+        attempts=MAX_ATTEMPTS,
+        deadline=RETRY_DEADLINE,
         initial=RETRY_INITIAL_DELAY,
         maximum=RETRY_MAXIMUM_DELAY,
-        multiplier=2.0,
-        timeout=RETRY_DEADLINE,
+        on_retry=log_retry(log, "Cloud Run Admin API", MAX_ATTEMPTS),
     )
 
 
@@ -179,38 +158,32 @@ def translate_error(
     if isinstance(error, TRANSIENT):
         return RetryableError(
             f"{action} {name}: still failing after {MAX_ATTEMPTS} attempts: "
-            f"{_status(error)}"
+            f"{status_text(error)}"
         )
     if isinstance(error, exceptions.Aborted):
         return EtagConflict(
             f"{action} {name}: the policy changed since it was read (etag no "
-            f"longer current); read it again and decide again. {_status(error)}"
+            f"longer current); read it again and decide again. {status_text(error)}"
         )
     if isinstance(error, exceptions.PermissionDenied | exceptions.Unauthenticated):
         return PermissionDenied(
             f"{action} {name}: the watchdog's identity was refused; it needs "
             "run.services.get, run.services.getIamPolicy and "
-            f"run.services.setIamPolicy on the service. {_status(error)}"
+            f"run.services.setIamPolicy on the service. {status_text(error)}"
         )
     if isinstance(error, exceptions.NotFound):
         return ServiceNotFound(
             f"{action} {name}: no such service; check WATCHDOG_SERVICES. "
-            f"{_status(error)}"
+            f"{status_text(error)}"
         )
     if isinstance(error, exceptions.FailedPrecondition | exceptions.InvalidArgument):
         violations = constraint_violations(error)
         because = f" Violations: {'; '.join(violations)}." if violations else ""
         return PolicyRejected(
-            f"{action} {name}: Cloud Run refused the policy: {_status(error)}{because}"
+            f"{action} {name}: Cloud Run refused the policy: "
+            f"{status_text(error)}{because}"
         )
-    return PermanentError(f"{action} {name}: unexpected API error {_status(error)}")
-
-
-def _status(error: exceptions.GoogleAPIError) -> str:
-    """`ABORTED: message` for an API error."""
-    code = getattr(error, "grpc_status_code", None)
-    label = code.name if code is not None else type(error).__name__
-    return f"{label}: {getattr(error, 'message', error)}"
+    return PermanentError(f"{action} {name}: unexpected API error {status_text(error)}")
 
 
 class RunApi:

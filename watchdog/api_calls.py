@@ -1,0 +1,80 @@
+"""What every gateway does the same way around a Google API call.
+
+Transient statuses are retried by google-api-core's `Retry`, bounded both by a
+number of attempts and by a deadline, so a tick still ends well inside its
+minute. Errors are described as `STATUS: message` for the person reading them.
+Only gateways import this module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from google.api_core import exceptions
+from google.api_core.retry import Retry
+
+# The statuses another attempt can fix. The rest are permanent, or (ABORTED) need
+# the caller to read again and decide again rather than repeat the same call.
+TRANSIENT = (
+    exceptions.ServiceUnavailable,
+    exceptions.DeadlineExceeded,
+    exceptions.InternalServerError,
+    exceptions.ResourceExhausted,
+)
+
+
+def bounded_retry(
+    *,
+    attempts: int,
+    deadline: float,
+    initial: float = 0.25,
+    maximum: float = 4.0,
+    on_retry: Callable[[Exception, int], None] | None = None,
+) -> Retry:
+    """A retry of transient errors, at most `attempts` calls within `deadline` s.
+
+    Build a new one per call: it counts that call's attempts.
+    """
+    made = 1
+
+    def should_retry(error: Exception) -> bool:
+        nonlocal made
+        if not isinstance(error, TRANSIENT) or made >= attempts:
+            return False
+        made += 1
+        if on_retry is not None:
+            on_retry(error, made)
+        return True
+
+    return Retry(
+        predicate=should_retry,
+        initial=initial,
+        maximum=maximum,
+        multiplier=2.0,
+        timeout=deadline,
+    )
+
+
+def status_text(error: exceptions.GoogleAPIError) -> str:
+    """`PERMISSION_DENIED: message` for an API error."""
+    code = getattr(error, "grpc_status_code", None)
+    label = code.name if code is not None else type(error).__name__
+    return f"{label}: {getattr(error, 'message', error)}"
+
+
+def log_retry(
+    logger: logging.Logger, api: str, attempts: int
+) -> Callable[[Exception, int], None]:
+    """An `on_retry` hook that says which API failed and which attempt comes."""
+
+    def report(error: Exception, attempt: int) -> None:
+        logger.info(
+            "%s call failed (%s), retrying (attempt %d of %d)",
+            api,
+            type(error).__name__,
+            attempt,
+            attempts,
+        )
+
+    return report
