@@ -9,6 +9,7 @@ events are the entries the sandbox's audit trail wrote for those changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -352,3 +353,32 @@ def test_drift_fixed_by_another_writer_meanwhile_is_not_alerted_twice(
     assert outcome.detail == "restored by another writer"
     assert sandbox.is_public(SHOP)
     assert webhook.alerts == []
+
+
+def test_tick_that_finds_an_old_unhandled_entry_says_the_feed_may_be_dead(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    watchdog = make_watchdog()
+    # The tick runs ten minutes after the change: the sink had all that time.
+    watchdog.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
+
+    outcomes = watchdog.handle(Tick(source="test"))
+
+    incident = next(o.incident for o in outcomes if o.service == SHOP)
+    assert incident is not None
+    assert incident.change is not None
+    assert incident.change.actor == INTERN
+    assert "log sink may be unable to publish" in incident.attribution
+
+
+def test_tick_that_finds_a_fresh_entry_does_not_blame_the_feed(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+
+    outcomes = make_watchdog().handle(Tick(source="test"))
+
+    incident = next(o.incident for o in outcomes if o.service == SHOP)
+    assert incident is not None
+    assert "log sink" not in incident.attribution

@@ -46,6 +46,12 @@ CONFLICT_BACKOFF = 0.2  # seconds, doubled per attempt
 # How far back a tick looks in Cloud Logging for who changed a policy.
 ATTRIBUTION_WINDOW = timedelta(hours=6)
 
+# A tick that finds drift whose audit entry has been in Cloud Logging this long
+# means the event path failed: the sink should have delivered the entry and the
+# event should have fixed the drift in seconds. Sinks without publish rights
+# drop entries with no error anywhere the function can see (PITFALLS 11).
+AUDIT_FEED_GRACE = timedelta(minutes=3)
+
 # Parallel reads keep a tick over many services well inside its one-minute slot.
 MAX_PARALLEL_CHECKS = 8
 
@@ -345,7 +351,23 @@ class Watchdog:
         for candidate in candidates:
             if candidate.failed or self._is_own(candidate):
                 continue
-            return candidate, "from Cloud Logging: the newest change to this service"
+            how = "from Cloud Logging: the newest change to this service"
+            if candidate.time and detected_at - candidate.time > AUDIT_FEED_GRACE:
+                late = (detected_at - candidate.time).total_seconds() / 60
+                how += (
+                    f". Its audit event never brought the watchdog, though the "
+                    f"entry is {late:.0f} min old: the log sink may be unable to "
+                    "publish (run python -m watchdog doctor)"
+                )
+                log.error(
+                    "audit feed looks dead: %s changed %s %.0f min ago and no "
+                    "audit event arrived",
+                    candidate.actor or "someone",
+                    name.service,
+                    late,
+                    extra={"fields": _change_fields(candidate) | {"feed_dead": True}},
+                )
+            return candidate, how
         return None, (
             "not yet known: no audit entry for this service since "
             f"{since:%Y-%m-%d %H:%M} UTC (entries can take minutes to arrive; "
