@@ -79,6 +79,30 @@ def test_check_exits_2_when_the_api_stays_down(sandbox_env: Sandbox) -> None:
     assert main(["check"]) == EXIT_ERROR
 
 
+def test_check_exits_2_when_permission_is_denied(sandbox_env: Sandbox) -> None:
+    sandbox_env.faults.fail("GetService", "PERMISSION_DENIED", times=10)
+    assert main(["check"]) == EXIT_ERROR
+
+
+def test_check_exits_2_for_a_service_that_does_not_exist(sandbox_env: Sandbox) -> None:
+    missing = "projects/demo-project/locations/europe-west1/services/no-such"
+    os.environ["WATCHDOG_SERVICES"] = missing
+    assert main(["check"]) == EXIT_ERROR
+
+
+def test_check_json_stays_valid_json_when_records_are_logged(
+    sandbox_env: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sandbox_env.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN
+    )
+    assert main(["check", "--json"]) == EXIT_OK
+    captured = capsys.readouterr()
+    report = {r["service"]: r["action"] for r in json.loads(captured.out)}
+    assert report[SHOP.full] == "restored"
+    assert "restored" in captured.err  # the alert record went to stderr
+
+
 def test_explain_prints_the_actor_of_a_corpus_entry(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -26,7 +26,8 @@ def run_check(as_json: bool) -> int:
     """Check every service in WATCHDOG_SERVICES once, as a tick would."""
     from watchdog.runtime import build_watchdog
 
-    configure_logging("WARNING" if as_json else None)
+    # Log records go to stderr so that stdout is only the report (JSON or text).
+    configure_logging(stream=sys.stderr)
     settings = load_settings(os.environ)
     outcomes = build_watchdog(settings).check_all(source="cli")
     if as_json:
@@ -48,7 +49,9 @@ def run_check(as_json: bool) -> int:
     else:
         for o in outcomes:
             print(f"{o.action:>9}  {o.service.full}  {o.detail}".rstrip())
-    if any(o.retryable for o in outcomes):
+    # A failure before any drift was known (API down, permission denied, no
+    # such service, no credentials) is an error; drift that stayed is drift.
+    if any(o.action == Action.FAILED and not o.drift for o in outcomes):
         return EXIT_ERROR
     if any(o.action in (Action.FAILED, Action.REPORTED) for o in outcomes):
         return EXIT_DRIFT

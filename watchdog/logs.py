@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 _SEVERITY = {
     logging.DEBUG: "DEBUG",
@@ -64,13 +64,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str | None = None) -> None:
-    """Send the package's records to stdout as JSON lines; idempotent."""
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def configure_logging(
+    level: str | None = None, *, stream: TextIO | None = None
+) -> None:
+    """Send the package's records to `stream` (stdout) as JSON lines; idempotent.
+
+    A bad WATCHDOG_LOG_LEVEL falls back to INFO with a warning naming the
+    variable: refusing to log would leave the watchdog silent, and failing
+    every request over it would make Pub/Sub redeliver forever.
+    """
     root = logging.getLogger("watchdog")
-    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stdout)
+    for existing in root.handlers:
+        if isinstance(existing, logging.StreamHandler) and isinstance(
+            existing.formatter, JsonFormatter
+        ):
+            if stream is None:
+                return
+            # Not setStream(): it flushes the old stream, which may be closed.
+            root.removeHandler(existing)
+            break
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
-    root.setLevel(level or os.environ.get("WATCHDOG_LOG_LEVEL", "INFO"))
     root.propagate = False
+    wanted = level or os.environ.get("WATCHDOG_LOG_LEVEL", "") or "INFO"
+    if wanted.upper() in LEVELS:
+        root.setLevel(wanted.upper())
+        return
+    root.setLevel(logging.INFO)
+    root.warning(
+        "WATCHDOG_LOG_LEVEL=%r is not one of %s; logging at INFO",
+        wanted,
+        ", ".join(LEVELS),
+    )
