@@ -262,3 +262,17 @@ def test_missing_credentials_is_a_config_error(
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", f"{tmp_path}/missing.json")
     with pytest.raises(ConfigError, match="WATCHDOG_RUN_ENDPOINT"):
         RunApi().get_policy(PUBLIC_API)
+
+
+def test_a_call_slower_than_the_deadline_says_what_happened(
+    sandbox: Sandbox,
+) -> None:
+    sandbox.faults.add_latency("GetService", 3.0)
+    api = RunApi(sandbox.run_endpoint, timeout=0.2)
+    try:
+        with pytest.raises(RetryableError) as raised:
+            api.get_service(PUBLIC_API)
+    finally:
+        api.close()
+    assert not str(raised.value).rstrip().endswith("last error:")
+    assert "DEADLINE_EXCEEDED" in str(raised.value) or "deadline" in str(raised.value)

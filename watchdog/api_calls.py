@@ -63,6 +63,16 @@ def status_text(error: exceptions.GoogleAPIError) -> str:
     return f"{label}: {getattr(error, 'message', error)}"
 
 
+def last_error(error: exceptions.RetryError) -> str:
+    """What the last attempt of a retry that ran out of time failed with."""
+    cause = error.cause
+    if cause is None:
+        return "no answer before the deadline"
+    if isinstance(cause, exceptions.GoogleAPIError):
+        return status_text(cause)
+    return f"{type(cause).__name__}: {cause}"
+
+
 def log_retry(
     logger: logging.Logger, api: str, attempts: int
 ) -> Callable[[Exception, int], None]:

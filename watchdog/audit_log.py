@@ -22,7 +22,7 @@ from google.api_core.retry import Retry
 from google.protobuf import json_format
 
 from watchdog import methods
-from watchdog.api_calls import TRANSIENT, bounded_retry, status_text
+from watchdog.api_calls import TRANSIENT, bounded_retry, last_error, status_text
 from watchdog.audit import describe_entry, parse_entry
 from watchdog.errors import (
     ConfigError,
@@ -86,7 +86,7 @@ def translate_error(
     action = f"reading audit entries for {name}"
     if isinstance(error, exceptions.RetryError):
         return RetryableError(
-            f"{action}: Cloud Logging kept failing; last error: {error.cause}"
+            f"{action}: Cloud Logging kept failing; last error: {last_error(error)}"
         )
     status = status_text(error)
     if isinstance(error, TRANSIENT):

@@ -26,7 +26,7 @@ from google.api_core import exceptions
 from google.api_core.retry import Retry
 from google.rpc import code_pb2
 
-from watchdog.api_calls import TRANSIENT, bounded_retry, status_text
+from watchdog.api_calls import TRANSIENT, bounded_retry, last_error, status_text
 from watchdog.audit_log import format_time
 from watchdog.errors import (
     ConfigError,
@@ -109,7 +109,8 @@ def translate_error(
     """The watchdog error for a client-library error on `action` of `resource`."""
     if isinstance(error, exceptions.RetryError):
         return RetryableError(
-            f"{action} {resource}: the API kept failing; last error: {error.cause}"
+            f"{action} {resource}: the API kept failing; "
+            f"last error: {last_error(error)}"
         )
     status = status_text(error)
     if isinstance(error, TRANSIENT):

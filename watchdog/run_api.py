@@ -24,7 +24,13 @@ from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
 from google.rpc import error_details_pb2
 from google.type import expr_pb2
 
-from watchdog.api_calls import TRANSIENT, bounded_retry, log_retry, status_text
+from watchdog.api_calls import (
+    TRANSIENT,
+    bounded_retry,
+    last_error,
+    log_retry,
+    status_text,
+)
 from watchdog.errors import (
     ConfigError,
     EtagConflict,
@@ -153,7 +159,7 @@ def translate_error(
     if isinstance(error, exceptions.RetryError):
         return RetryableError(
             f"{action} {name}: the Cloud Run Admin API kept failing for "
-            f"{RETRY_DEADLINE:.0f} s; last error: {error.cause}"
+            f"{RETRY_DEADLINE:.0f} s; last error: {last_error(error)}"
         )
     if isinstance(error, TRANSIENT):
         return RetryableError(
