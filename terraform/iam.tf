@@ -1,5 +1,6 @@
 # Least privilege. The function's account can change IAM on the watched services
-# and nowhere else; its one project-level grant is read-only (audit log entries).
+# and nowhere else; its project-level grants are read-only (audit log entries)
+# or conditional on its own Firestore database (its memory).
 # The invoker account can call the function and nothing else.
 
 resource "google_service_account" "watchdog" {
@@ -68,6 +69,39 @@ resource "google_project_iam_member" "audit_reader" {
   project = var.project_id
   role    = google_project_iam_custom_role.audit_reader.id
   member  = "serviceAccount:${google_service_account.watchdog.email}"
+}
+
+# --- the watchdog's memory (firestore.tf) --------------------------------------
+
+# Firestore permissions are checked on the project, so the grant is made there,
+# with an IAM condition that limits it to the watchdog's own database: other
+# databases in the project stay out of reach. The role holds what a read and a
+# write in a transaction need (begin/rollback, get, create, update): no delete,
+# no list or query, no index or database administration (roles/datastore.user
+# would add list, delete, indexes and statistics).
+resource "google_project_iam_custom_role" "state" {
+  project     = var.project_id
+  role_id     = "${replace(var.name, "-", "_")}_state"
+  title       = "Public watchdog: state records"
+  description = "Read and write the watchdog's per-service records in its own Firestore database. Granted with a condition on that database."
+  permissions = [
+    "datastore.databases.get",
+    "datastore.entities.create",
+    "datastore.entities.get",
+    "datastore.entities.update",
+  ]
+}
+
+resource "google_project_iam_member" "state" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.state.id
+  member  = "serviceAccount:${google_service_account.watchdog.email}"
+
+  condition {
+    title       = "only the watchdog database"
+    description = "Limits the grant to the Firestore database ${google_firestore_database.state.name}."
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.state.name}\""
+  }
 }
 
 # --- alert channels -----------------------------------------------------------

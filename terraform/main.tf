@@ -38,6 +38,10 @@ locals {
       WATCHDOG_ALERT_FORMAT      = var.alert_format
       WATCHDOG_SELF_PRINCIPAL    = google_service_account.watchdog.email
       WATCHDOG_LOG_LEVEL         = var.log_level
+      # Memory shared by every instance: a persistent problem pages once, a
+      # fight escalates once, recovery is announced (firestore.tf).
+      WATCHDOG_STATE              = "firestore"
+      WATCHDOG_FIRESTORE_DATABASE = google_firestore_database.state.name
     },
     local.alert_topic_enabled ? { WATCHDOG_ALERT_TOPIC = local.alert_topic } : {},
   )
@@ -48,6 +52,7 @@ locals {
       "cloudbuild.googleapis.com",
       "cloudfunctions.googleapis.com",
       "cloudscheduler.googleapis.com",
+      "firestore.googleapis.com",
       "iam.googleapis.com",
       "logging.googleapis.com",
       "monitoring.googleapis.com",

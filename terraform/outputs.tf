@@ -78,3 +78,8 @@ output "doctor_command" {
     "--heartbeat-minutes ${ceil(tonumber(trimsuffix(var.heartbeat_absence, "s")) / 60)}",
   ]))
 }
+
+output "state_database" {
+  description = "Firestore database holding the watchdog's per-service records (WATCHDOG_FIRESTORE_DATABASE)."
+  value       = google_firestore_database.state.name
+}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_sandbox"]
+pytest_plugins = ["tests.fixtures_sandbox", "tests.fixtures_state"]
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "samples"
 

@@ -29,9 +29,11 @@ from watchdog.model import (
     Action,
     Change,
     Drift,
+    Escalation,
     Incident,
     Probe,
     ProbeResult,
+    Recovery,
     ServiceName,
 )
 from watchdog.sandbox.webhook import WebhookReceiver
@@ -366,6 +368,11 @@ JSON_KEYS = {
     "probe",
     "error",
     "timings",
+    "fingerprint",
+    "suppressed",
+    "repeat",
+    "escalation",
+    "kind",
     "truncated",
 }
 
@@ -647,3 +654,106 @@ def test_missing_topic_gives_a_failed_result(
     finally:
         sender.close()
     assert (results[-1].ok, results[-1].detail.split(":")[0]) == (False, "NotFound")
+
+
+# --- memory: suppressed repeats, escalations, recoveries ---------------------------
+
+RECOVERY = Recovery(
+    service=SERVICE,
+    problem=ORG_POLICY_ERROR,
+    broken_since=datetime(2025, 3, 4, 10, 26, 16, tzinfo=UTC),
+    recovered_at=DETECTED,
+    checks=38,
+    fixed_by="the watchdog restored it: added allUsers back on tick",
+    trigger="tick",
+    fingerprint="policy rejected: constraints/iam.allowedPolicyMemberDomains",
+)
+ESCALATED = restored(
+    escalation=Escalation(
+        actor=GITHUB,
+        restores=3,
+        first_at=datetime(2025, 3, 4, 9, 3, 16, tzinfo=UTC),
+        tools=("Terraform",),
+    )
+)
+REPEATED = restored(
+    action=Action.FAILED,
+    error=ORG_POLICY_ERROR,
+    probe=None,
+    suppressed=True,
+    repeat="failing for 37 min, 38 checks",
+)
+
+
+def test_recovery_headline_says_how_long_and_what_fixed_it() -> None:
+    assert render_text(RECOVERY).splitlines()[0] == (
+        f"public-api ({SERVICE.full}): recovered after 37 min (38 checks found it "
+        "broken) — the watchdog restored it: added allUsers back on tick"
+    )
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
+def test_every_rendering_of_a_recovery_names_service_problem_and_fix(
+    rendering: str,
+) -> None:
+    rendered = RENDERINGS[rendering](RECOVERY)  # type: ignore[arg-type]
+    for fact in (SERVICE.full, "recovered", "37 min", "constraints/iam.", "restored"):
+        assert fact in rendered
+
+
+def test_recovery_has_its_own_slack_header_and_json_kind() -> None:
+    header = render_slack(RECOVERY)["blocks"][0]["text"]["text"]
+    assert header == "Public access recovered: public-api"
+    document = render_json(RECOVERY)
+    assert (document["kind"], document["action"]) == ("recovery", "recovered")
+    assert document["broken_seconds"] == 37 * 60
+    assert document["checks"] == 38
+
+
+def test_escalation_headline_names_the_origin_the_count_and_the_fix() -> None:
+    first = render_text(ESCALATED).splitlines()[0]
+    assert first.startswith(
+        "repo:example-org/infra:ref:refs/heads/main (workload identity pool "
+        "github-pool, project 123456789012) keeps removing allUsers from public-api"
+    )
+    assert "(3 times in 2 h, via Terraform): fix it at the source" in first
+    assert "google_cloud_run_v2_service_iam_policy/binding" in first
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
+def test_every_rendering_of_an_escalation_says_keeps_removing(rendering: str) -> None:
+    assert "keeps removing allUsers" in RENDERINGS[rendering](ESCALATED)
+
+
+def test_escalation_json_carries_the_fight() -> None:
+    document = render_json(ESCALATED)
+    assert document["kind"] == "escalation"
+    assert document["escalation"] == {
+        "actor": GITHUB,
+        "restores": 3,
+        "first_at": "2025-03-04T09:03:16Z",
+        "tools": ["Terraform"],
+    }
+
+
+def test_suppressed_incident_is_logged_at_its_level_and_not_sent(
+    receiver: WebhookReceiver, every_log: pytest.LogCaptureFixture
+) -> None:
+    results = sender_for(receiver.url + SECRET_PATH).send(REPEATED)
+    assert [r.channel for r in results] == ["log"]
+    assert receiver.alerts == []
+    records = [r for r in every_log.records if "suppressed" in getattr(r, "fields", {})]
+    assert [r.levelno for r in records] == [logging.ERROR]
+    fields = records[0].fields  # type: ignore[attr-defined]
+    assert (fields["suppressed"], fields["alert"]) == (True, False)
+    assert "failing for 37 min, 38 checks" in records[0].getMessage()
+
+
+def test_recovery_is_delivered_and_logged_at_info(
+    receiver: WebhookReceiver, every_log: pytest.LogCaptureFixture
+) -> None:
+    results = sender_for(receiver.url + SECRET_PATH, "json").send(RECOVERY)
+    assert [r.ok for r in results] == [True, True]
+    assert receiver.wait_for(1)[0].payload["kind"] == "recovery"
+    logged = [r for r in every_log.records if getattr(r, "fields", {}).get("alert")]
+    assert [r.levelno for r in logged] == [logging.INFO]

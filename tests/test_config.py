@@ -120,3 +120,61 @@ def test_service_name_parse_rejects_incomplete_names(text: str) -> None:
 def test_v1_service_name_takes_the_given_location() -> None:
     name = ServiceName.parse("namespaces/p/services/s", location="us-west1")
     assert name.full == "projects/p/locations/us-west1/services/s"
+
+
+# --- memory across invocations ----------------------------------------------------
+
+
+def test_state_defaults_to_memory_with_documented_thresholds() -> None:
+    settings = load_settings({"WATCHDOG_SERVICES": SERVICE})
+    assert (
+        settings.state,
+        settings.firestore_database,
+        settings.state_collection,
+    ) == ("memory", "(default)", "watchdog-services")
+    assert (
+        settings.escalate_after,
+        settings.escalation_window,
+        settings.reminder_interval,
+    ) == (3, 86400.0, 86400.0)
+
+
+def test_firestore_state_settings_are_read() -> None:
+    settings = load_settings(
+        {
+            "WATCHDOG_SERVICES": SERVICE,
+            "WATCHDOG_STATE": "firestore",
+            "WATCHDOG_FIRESTORE_DATABASE": "public-watchdog",
+            "WATCHDOG_STATE_COLLECTION": "incidents",
+            "WATCHDOG_ESCALATE_AFTER": "5",
+            "WATCHDOG_ESCALATION_WINDOW": "3600",
+            "WATCHDOG_REMINDER_INTERVAL": "0",
+        }
+    )
+    assert (settings.state, settings.firestore_database) == (
+        "firestore",
+        "public-watchdog",
+    )
+    assert settings.state_collection == "incidents"
+    assert (settings.escalate_after, settings.escalation_window) == (5, 3600.0)
+    assert settings.reminder_interval == 0.0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("WATCHDOG_STATE", "redis", id="state-backend"),
+        pytest.param("WATCHDOG_FIRESTORE_DATABASE", "My_DB", id="database-id"),
+        pytest.param("WATCHDOG_FIRESTORE_DATABASE", "ab", id="database-too-short"),
+        pytest.param("WATCHDOG_STATE_COLLECTION", "a/b", id="collection-slash"),
+        pytest.param("WATCHDOG_STATE_COLLECTION", "__x__", id="collection-reserved"),
+        pytest.param("WATCHDOG_ESCALATE_AFTER", "1", id="escalate-after-one"),
+        pytest.param("WATCHDOG_ESCALATE_AFTER", "2.5", id="escalate-after-fraction"),
+        pytest.param("WATCHDOG_ESCALATION_WINDOW", "0", id="window-zero"),
+        pytest.param("WATCHDOG_REMINDER_INTERVAL", "-1", id="reminder-negative"),
+        pytest.param("WATCHDOG_REMINDER_INTERVAL", "daily", id="reminder-word"),
+    ],
+)
+def test_bad_state_setting_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({"WATCHDOG_SERVICES": SERVICE, variable: value})

@@ -48,6 +48,10 @@ def function_env(sandbox: Sandbox, webhook: WebhookReceiver) -> dict[str, str]:
         "WATCHDOG_ALERT_FORMAT": "chat",
         "WATCHDOG_SELF_PRINCIPAL": WATCHDOG_PRINCIPAL,
         "WATCHDOG_HEALTH_TIMEOUT": "2",
+        # Every test removes allUsers as the intern, on one long-lived function
+        # instance: its memory would take the fourth test for a fight and log
+        # that alert only (tests/test_reconcile.py covers escalation).
+        "WATCHDOG_ESCALATE_AFTER": "1000",
     }
 
 

@@ -382,3 +382,150 @@ def test_tick_that_finds_a_fresh_entry_does_not_blame_the_feed(
     incident = next(o.incident for o in outcomes if o.service == SHOP)
     assert incident is not None
     assert "log sink" not in incident.attribution
+
+
+# --- memory across invocations (watchdog.incidents) --------------------------------
+
+GITHUB = (
+    "principal://iam.googleapis.com/projects/123456789012/locations/global/"
+    "workloadIdentityPools/github-pool/subject/repo:example-org/infra:ref:refs/heads/main"
+)
+DEPLOYER = "deployer@demo-project.iam.gserviceaccount.com"
+TERRAFORM_AGENT = (
+    "Terraform/1.7.5 (+https://www.terraform.io) Terraform-Plugin-SDK/2.33.0 "
+    "terraform-provider-google/5.21.0"
+)
+
+
+@pytest.fixture(params=["memory", "firestore"])
+def state_mode(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings for each state backend; firestore runs against the emulator."""
+    if request.param == "memory":
+        return {"WATCHDOG_STATE": "memory"}
+    env: dict[str, str] = request.getfixturevalue("firestore_env")
+    return env
+
+
+def instances(
+    make_watchdog: BuildWatchdog, env: dict[str, str]
+) -> Callable[[], Watchdog]:
+    """The watchdog for the next invocation.
+
+    With Firestore every invocation gets a fresh instance, as after a cold start
+    or on another function instance: only the shared state connects them. In
+    memory mode one instance must handle them all (its memory is its own).
+    """
+    if env["WATCHDOG_STATE"] == "firestore":
+        return lambda: make_watchdog(**env)
+    shared = make_watchdog(**env)
+    return lambda: shared
+
+
+def test_persistent_org_policy_block_pages_once_then_announces_recovery(
+    sandbox: Sandbox,
+    make_watchdog: BuildWatchdog,
+    webhook: WebhookReceiver,
+    state_mode: dict[str, str],
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    sandbox.faults.block_public_members()
+    next_instance = instances(make_watchdog, state_mode)
+
+    ticks = [next_instance().handle(Tick(source="test")) for _ in range(3)]
+
+    shop = [next(o for o in outcomes if o.service == SHOP) for outcomes in ticks]
+    assert [o.action for o in shop] == [Action.FAILED] * 3
+    assert [o.incident.suppressed for o in shop if o.incident] == [False, True, True]
+    assert shop[2].incident is not None
+    assert shop[2].incident.repeat.endswith("3 checks")
+    assert len(webhook.alerts) == 1
+
+    sandbox.faults.clear()  # the org policy now allows allUsers
+    outcomes = next_instance().handle(Tick(source="test"))
+
+    restored = next(o for o in outcomes if o.service == SHOP)
+    assert restored.action == Action.RESTORED
+    assert restored.recovery is not None
+    assert restored.recovery.checks == 3
+    alerts = webhook.wait_for(2, 5)
+    assert len(alerts) == 2
+    assert "recovered after" in alerts[1].text
+    assert "constraints/iam.allowedPolicyMemberDomains" in alerts[1].text
+
+    again = next_instance().handle(Tick(source="test"))
+    assert all(o.recovery is None for o in again)
+    assert len(webhook.alerts) == 2
+
+
+def test_an_actor_that_keeps_removing_allusers_is_escalated_once(
+    sandbox: Sandbox,
+    make_watchdog: BuildWatchdog,
+    webhook: WebhookReceiver,
+    state_mode: dict[str, str],
+) -> None:
+    next_instance = instances(make_watchdog, state_mode)
+    outcomes = []
+    for _ in range(4):
+        sandbox.change_members(
+            SHOP,
+            remove={INVOKER_ROLE: ["allUsers"]},
+            principal=DEPLOYER,
+            delegation=(GITHUB,),
+            user_agent=TERRAFORM_AGENT,
+        )
+        (outcome,) = next_instance().handle(last_event(sandbox))
+        outcomes.append(outcome)
+
+    assert [o.action for o in outcomes] == [Action.RESTORED] * 4
+    assert sandbox.is_public(SHOP)
+    incidents = [o.incident for o in outcomes]
+    assert [i.escalation is not None for i in incidents if i] == [
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert [i.suppressed for i in incidents if i] == [False, False, False, True]
+    alerts = webhook.alerts
+    assert len(alerts) == 3
+    assert "keeps removing allUsers from shop" in alerts[2].text
+    assert "3 times in under a minute, via Terraform" in alerts[2].text
+    assert "repo:example-org/infra:ref:refs/heads/main" in alerts[2].text
+
+
+def test_restores_by_another_actor_still_alert_during_a_fight(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    watchdog = make_watchdog()
+    for principal in (DEPLOYER, DEPLOYER, DEPLOYER, INTERN):
+        sandbox.change_members(
+            SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=principal
+        )
+        watchdog.handle(last_event(sandbox))
+    assert len(webhook.alerts) == 4
+    assert INTERN in webhook.alerts[3].text
+
+
+def test_a_firestore_outage_never_stops_a_restore_or_its_alert(
+    sandbox: Sandbox,
+    make_watchdog: BuildWatchdog,
+    webhook: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from watchdog.sandbox.functions import free_port
+    from watchdog.state_store import FirestoreStateStore
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    watchdog = make_watchdog(WATCHDOG_STATE="firestore")
+    assert isinstance(watchdog.state, FirestoreStateStore)
+    watchdog.state.deadline = 1.0  # nothing answers on that port
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+
+    (outcome,) = watchdog.handle(last_event(sandbox))
+
+    assert outcome.action == Action.RESTORED
+    assert sandbox.is_public(SHOP)
+    assert len(webhook.wait_for(1, 5)) == 1
+    errors = [r for r in caplog.records if "state store failed" in r.getMessage()]
+    assert errors and errors[0].levelname == "ERROR"

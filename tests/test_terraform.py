@@ -441,20 +441,69 @@ def test_no_broad_role_appears_anywhere(directory: Path) -> None:
     assert FORBIDDEN_ROLE.findall(text) == []
 
 
-def test_the_only_project_level_grant_is_the_audit_reader(module: Module) -> None:
+def test_project_level_grants_are_the_audit_reader_and_the_state_grant(
+    module: Module,
+) -> None:
+    # Two grants need the project: listing log entries (read-only), and the
+    # watchdog's Firestore records, whose permissions Firestore checks on the
+    # project. The second is allowed only with a condition naming the
+    # watchdog's own database (see the state tests below).
     project_grants = [
         g for g in module.resources() if g.type.startswith("google_project_iam_")
     ]
     project_grants = [
         g for g in project_grants if g.type != "google_project_iam_custom_role"
     ]
-    assert [g.address for g in project_grants] == [
-        "google_project_iam_member.audit_reader"
+    assert sorted(g.address for g in project_grants) == [
+        "google_project_iam_member.audit_reader",
+        "google_project_iam_member.state",
     ]
-    grant = project_grants[0].body
+    grant = module.resource("google_project_iam_member", "audit_reader").body
     assert grant["role"] == "${google_project_iam_custom_role.audit_reader.id}"
+    assert "condition" not in grant
     reader = module.resource("google_project_iam_custom_role", "audit_reader").body
     assert reader["permissions"] == ['"logging.logEntries.list"']
+
+
+def test_state_grant_is_conditional_on_the_watchdogs_own_database(
+    module: Module,
+) -> None:
+    grant = module.resource("google_project_iam_member", "state")
+    assert grant.body["role"] == "${google_project_iam_custom_role.state.id}"
+    assert (
+        grant.body["member"]
+        == '"serviceAccount:${google_service_account.watchdog.email}"'
+    )
+    expression = str(_block(grant, "condition")["expression"])
+    assert "resource.name ==" in expression
+    assert (
+        "projects/${var.project_id}/databases/"
+        "${google_firestore_database.state.name}" in expression
+    )
+    assert "||" not in expression and "startsWith" not in expression
+
+
+def test_state_role_reads_and_writes_records_and_nothing_else(module: Module) -> None:
+    role = module.resource("google_project_iam_custom_role", "state").body
+    permissions = {string_literal(p) for p in role["permissions"]}  # type: ignore[attr-defined]
+    assert permissions == {
+        "datastore.databases.get",
+        "datastore.entities.create",
+        "datastore.entities.get",
+        "datastore.entities.update",
+    }
+
+
+def test_state_database_is_the_watchdogs_own_and_reaches_the_function(
+    module: Module,
+) -> None:
+    database = module.resource("google_firestore_database", "state").body
+    assert database["name"] == "${var.name}"
+    assert string_literal(database["type"]) == "FIRESTORE_NATIVE"
+    assert database["location_id"] == "${var.region}"
+    environment = str(module.locals["environment"])
+    assert re.search(r'WATCHDOG_STATE\s*=\s*"firestore"', environment)
+    assert "google_firestore_database.state.name" in environment
 
 
 def test_run_role_holds_only_read_and_set_iam_permissions(module: Module) -> None:

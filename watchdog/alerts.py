@@ -7,6 +7,12 @@ first, so a cut message still says what matters; every field that can grow
 (member lists, user agents, errors, delegation chains) is cut with a count, since
 chat webhooks reject an oversized message whole (PITFALLS 14).
 
+Besides incidents there are recoveries (a problem alerted earlier is gone) and
+escalations (an incident whose restore is one of several undoing the same
+identity's change); watchdog.incidents decides which to send. A suppressed
+incident (a repeat of a problem already alerted) is written to the structured
+log only, with `suppressed=true` and how long the problem has lasted.
+
 `AlertSender` always writes one structured log record first, so log-based
 alerting sees the incident even when every other channel is down; then it posts
 to the webhook (with retries) and publishes to Pub/Sub. A failing channel is
@@ -35,7 +41,18 @@ from urllib3.util import Retry
 from watchdog.audit import describe_principal
 from watchdog.config import ALERT_FORMATS
 from watchdog.errors import ConfigError
-from watchdog.model import INVOKER_ROLE, Action, Change, Incident, ProbeResult
+from watchdog.incidents import describe_span
+from watchdog.model import (
+    INVOKER_ROLE,
+    Action,
+    Change,
+    Escalation,
+    Incident,
+    ProbeResult,
+    Recovery,
+)
+
+Alert = Incident | Recovery
 
 if TYPE_CHECKING:
     from google.cloud.pubsub_v1 import PublisherClient
@@ -178,10 +195,43 @@ def _probe_clause(incident: Incident) -> str:
     return f"service unreachable ({_cut(probe.detail, 80)})"
 
 
+def _fight(incident: Incident, escalation: Escalation) -> str:
+    """ "X keeps removing allUsers from S (3 times in 2 h, via Terraform): fix it"."""
+    name = incident.service
+    who = _cut(describe_principal(escalation.actor), 200)
+    drift = incident.drift
+    if drift.missing:
+        did = f"removing {_list(drift.missing, _TEXT_MEMBERS)} from"
+    else:
+        did = f"adding {_list(drift.forbidden, _TEXT_MEMBERS)} to"
+    span = _utc(incident.detected_at) - _utc(escalation.first_at)
+    within = (
+        "in under a minute"
+        if span.total_seconds() < 60
+        else f"in {describe_span(span)}"
+    )
+    via = f", via {', '.join(escalation.tools)}" if escalation.tools else ""
+    if "Terraform" in escalation.tools:
+        source = (
+            "an authoritative google_cloud_run_v2_service_iam_policy/binding resource?"
+        )
+    else:
+        source = "whatever applies that policy: a pipeline, a script, a tool?"
+    return (
+        f"{who} keeps {did} {name.service} ({name.full}) "
+        f"({escalation.restores} times {within}{via}): fix it at the source "
+        f"({source})"
+    )
+
+
 def headline(incident: Incident) -> str:
     """The first line of every rendering: service, drift, action, answer."""
     name = incident.service
     start = f"{name.service} ({name.full}): {_what(incident)}"
+    if incident.escalation is not None:
+        start = (
+            _fight(incident, incident.escalation) + f". This time: {_what(incident)}"
+        )
     if incident.action == Action.RESTORED:
         took = _restore_seconds(incident)
         outcome = "restored" + (f" in {_seconds(took)}" if took is not None else "")
@@ -282,7 +332,10 @@ def _health(incident: Incident) -> list[tuple[str, str]]:
 
 
 def _details(incident: Incident) -> list[tuple[str, str]]:
-    facts = _who(incident)
+    facts = []
+    if incident.repeat:
+        facts.append(("repeat", _cut(incident.repeat, _TEXT_FIELD)))
+    facts.extend(_who(incident))
     facts.extend(_health(incident))
     if incident.error and len(incident.error) > 200:
         facts.append(("error", _cut(incident.error, _TEXT_FIELD * 5)))
@@ -304,11 +357,64 @@ def _details(incident: Incident) -> list[tuple[str, str]]:
     return facts
 
 
+# --- recoveries ------------------------------------------------------------------
+
+
+def recovery_headline(recovery: Recovery) -> str:
+    """The first line of a recovery: service, how long it was broken, the fix."""
+    name = recovery.service
+    span = _utc(recovery.recovered_at) - _utc(recovery.broken_since)
+    checks = f"{recovery.checks} check" + ("" if recovery.checks == 1 else "s")
+    return (
+        f"{name.service} ({name.full}): recovered after {describe_span(span)} "
+        f"({checks} found it broken) — {_cut(recovery.fixed_by, 300)}"
+    )
+
+
+def _recovery_details(recovery: Recovery) -> list[tuple[str, str]]:
+    return [
+        ("problem", _cut(recovery.problem, _TEXT_FIELD * 2)),
+        ("broken since", _when(recovery.broken_since)),
+        (
+            "recovered",
+            f"{_when(recovery.recovered_at)} (trigger: "
+            f"{_cut(recovery.trigger, 80)}; mode: {recovery.mode})",
+        ),
+    ]
+
+
+def _recovery_json(recovery: Recovery) -> dict[str, Any]:
+    span = _utc(recovery.recovered_at) - _utc(recovery.broken_since)
+    return {
+        "kind": "recovery",
+        "summary": recovery_headline(recovery),
+        "service": recovery.service.full,
+        "service_name": recovery.service.service,
+        "project": recovery.service.project,
+        "location": recovery.service.location,
+        "action": "recovered",
+        "mode": recovery.mode,
+        "trigger": _cut(recovery.trigger, _JSON_FIELD),
+        "problem": _cut(recovery.problem, _JSON_FIELD),
+        "fingerprint": _cut(recovery.fingerprint, _JSON_FIELD),
+        "broken_since": _iso(recovery.broken_since),
+        "recovered_at": _iso(recovery.recovered_at),
+        "broken_seconds": round(span.total_seconds(), 3),
+        "checks": recovery.checks,
+        "fixed_by": _cut(recovery.fixed_by, _JSON_FIELD),
+    }
+
+
 # --- renderings ------------------------------------------------------------------
 
 
-def render_text(incident: Incident) -> str:
+def render_text(alert: Alert) -> str:
     """The readable summary: the headline, then who, when, from where, timings."""
+    if isinstance(alert, Recovery):
+        lines = [recovery_headline(alert)]
+        lines.extend(f"{label}: {value}" for label, value in _recovery_details(alert))
+        return "\n".join(lines)
+    incident = alert
     lines = [headline(incident)]
     lines.extend(f"{label}: {value}" for label, value in _details(incident))
     return "\n".join(lines)
@@ -328,12 +434,22 @@ def _mrkdwn(text: str, limit: int = SLACK_SECTION_LIMIT) -> str:
         budget -= len(escaped) - limit
 
 
-def render_slack(incident: Incident) -> dict[str, Any]:
+def render_slack(alert: Alert) -> dict[str, Any]:
     """Slack Block Kit: a header, the headline, the details, the timings."""
-    title = f"{_HEADERS[incident.action]}: {incident.service.service}"
+    if isinstance(alert, Recovery):
+        title = f"Public access recovered: {alert.service.service}"
+        first = recovery_headline(alert)
+        facts = _recovery_details(alert)
+    else:
+        header = _HEADERS[alert.action]
+        if alert.escalation is not None:
+            header = "Public access keeps being undone"
+        title = f"{header}: {alert.service.service}"
+        first = headline(alert)
+        facts = _details(alert)
     details = [
         f"*{label}:* {_escape_mrkdwn(value)}"
-        for label, value in _details(incident)
+        for label, value in facts
         if label != "timings"
     ]
     blocks: list[dict[str, Any]] = [
@@ -343,7 +459,7 @@ def render_slack(incident: Incident) -> dict[str, Any]:
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _mrkdwn(headline(incident))},
+            "text": {"type": "mrkdwn", "text": _mrkdwn(first)},
         },
         {
             "type": "section",
@@ -354,7 +470,7 @@ def render_slack(incident: Incident) -> dict[str, Any]:
             },
         },
     ]
-    timings = dict(_details(incident)).get("timings")
+    timings = dict(facts).get("timings")
     if timings:
         blocks.append(
             {
@@ -365,14 +481,14 @@ def render_slack(incident: Incident) -> dict[str, Any]:
             }
         )
     return {
-        "text": _mrkdwn(headline(incident)),
+        "text": _mrkdwn(first),
         "blocks": blocks[:SLACK_BLOCK_LIMIT],
     }
 
 
-def render_chat(incident: Incident) -> dict[str, Any]:
+def render_chat(alert: Alert) -> dict[str, Any]:
     """Google Chat: one text message within its 4,096-character limit."""
-    return {"text": _cut(render_text(incident), CHAT_TEXT_LIMIT)}
+    return {"text": _cut(render_text(alert), CHAT_TEXT_LIMIT)}
 
 
 def _json_list(
@@ -404,12 +520,32 @@ def _json_delta(
     }
 
 
-def render_json(incident: Incident) -> dict[str, Any]:
-    """A machine-readable object with stable keys; `truncated` counts what was cut."""
+def _escalation_json(incident: Incident) -> dict[str, Any] | None:
+    escalation = incident.escalation
+    if escalation is None:
+        return None
+    return {
+        "actor": _cut(escalation.actor, _JSON_FIELD),
+        "restores": escalation.restores,
+        "first_at": _iso(escalation.first_at),
+        "tools": [_cut(tool, 200) for tool in escalation.tools[:_JSON_MEMBERS]],
+    }
+
+
+def render_json(alert: Alert) -> dict[str, Any]:
+    """A machine-readable object with stable keys; `truncated` counts what was cut.
+
+    `kind` tells the shapes apart: "incident", "escalation" (an incident whose
+    restore is one of several undoing the same identity's change) or "recovery".
+    """
+    if isinstance(alert, Recovery):
+        return _recovery_json(alert)
+    incident = alert
     truncated: dict[str, int] = {}
     change = incident.change
     probe = incident.probe
     return {
+        "kind": "incident" if incident.escalation is None else "escalation",
         "summary": headline(incident),
         "service": incident.service.full,
         "service_name": incident.service.service,
@@ -460,6 +596,10 @@ def render_json(incident: Incident) -> dict[str, Any]:
         "timings": {
             step: round(seconds, 4) for step, seconds in incident.timings.items()
         },
+        "fingerprint": _json_text("fingerprint", incident.fingerprint, truncated),
+        "suppressed": incident.suppressed,
+        "repeat": _json_text("repeat", incident.repeat, truncated),
+        "escalation": _escalation_json(incident),
         "truncated": truncated,
     }
 
@@ -611,9 +751,11 @@ class AlertSender:
         """How the webhook is named in logs and results: its format, never its URL."""
         return f"webhook ({self.alert_format})"
 
-    def send(self, incident: Incident) -> list[DeliveryResult]:
-        """Log the incident, then deliver it to every configured channel."""
+    def send(self, incident: Alert) -> list[DeliveryResult]:
+        """Log the alert, then deliver it to every channel, unless it is suppressed."""
         results = [self._log(incident)]
+        if isinstance(incident, Incident) and incident.suppressed:
+            return results
         if self._webhook_url:
             results.append(self._deliver(self.webhook_channel, self._post, incident))
         if self.topic:
@@ -632,22 +774,30 @@ class AlertSender:
                 self._publisher.stop()
                 self._publisher = None
 
-    def _log(self, incident: Incident) -> DeliveryResult:
-        if incident.action == Action.FAILED:
+    def _log(self, alert: Alert) -> DeliveryResult:
+        if isinstance(alert, Recovery):
+            level = logging.INFO
+        elif alert.action == Action.FAILED:
             level = logging.ERROR
-        elif incident.action in (Action.RESTORED, Action.REPORTED):
+        elif alert.action in (Action.RESTORED, Action.REPORTED):
             level = logging.WARNING
         else:
             level = logging.INFO
-        fields = render_json(incident) | {"alert": True}
-        log.log(level, "%s", fields["summary"], extra={"fields": fields})
+        suppressed = isinstance(alert, Incident) and alert.suppressed
+        # `alert` marks what was sent: a log-based alert on it pages once too.
+        fields = render_json(alert) | {"alert": not suppressed}
+        message = str(fields["summary"])
+        if isinstance(alert, Incident) and alert.suppressed:
+            # Still at the incident's level: log-based alerting sees every check.
+            message = f"{message} [not sent again: {alert.repeat}]"
+        log.log(level, "%s", message, extra={"fields": fields})
         return DeliveryResult("log", True, "structured log record written")
 
     def _deliver(
         self,
         channel: str,
-        deliver: Callable[[str, Incident], DeliveryResult],
-        incident: Incident,
+        deliver: Callable[[str, Alert], DeliveryResult],
+        incident: Alert,
     ) -> DeliveryResult:
         """Run one channel; whatever it raises becomes a failed result, logged."""
         try:
@@ -724,7 +874,7 @@ class AlertSender:
                 self._session = session
             return self._session
 
-    def _post(self, channel: str, incident: Incident) -> DeliveryResult:
+    def _post(self, channel: str, incident: Alert) -> DeliveryResult:
         assert self._webhook_url is not None
         payload = _RENDERERS[self.alert_format](incident)
         response = self._http().post(
@@ -755,7 +905,7 @@ class AlertSender:
                 self._publisher = pubsub_v1.PublisherClient()
             return self._publisher
 
-    def _publish(self, channel: str, incident: Incident) -> DeliveryResult:
+    def _publish(self, channel: str, incident: Alert) -> DeliveryResult:
         assert self.topic is not None
         document = render_json(incident)
         future = self._pubsub().publish(
@@ -763,7 +913,7 @@ class AlertSender:
             json.dumps(document, ensure_ascii=False).encode("utf-8"),
             timeout=self.timeout,
             service=incident.service.full,
-            action=incident.action.value,
+            action=str(document["action"]),
         )
         # NB: on timeout the message may still be sent later; a publisher future
         # cannot be cancelled.

@@ -17,11 +17,18 @@ from watchdog.model import DesiredState, ServiceName
 
 MODES = ("enforce", "report")
 ALERT_FORMATS = ("slack", "chat", "json")
+# Where the memory of earlier invocations lives (watchdog.state_store). NB: in
+# "memory" mode each function instance remembers only what it saw itself, so a
+# persistent problem is suppressed, and a fight escalated, within one instance.
+STATE_BACKENDS = ("memory", "firestore")
 
 _SPLIT = re.compile(r"[\s,]+")
 _ENDPOINT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _TOPIC = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 _MEMBER = re.compile(r"^(allUsers|allAuthenticatedUsers|[a-zA-Z]+:.+)$")
+# Firestore database IDs: 4-63 lowercase letters, digits or hyphens, or (default).
+_DATABASE = re.compile(r"^(\(default\)|[a-z][a-z0-9-]{2,61}[a-z0-9])$")
+_COLLECTION = re.compile(r"^(?!__.*__$)[^/]{1,1500}$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,12 @@ class Settings:
     logging_endpoint: str | None = None
     health_timeout: float = 5.0
     max_event_age: float = 300.0
+    state: str = "memory"
+    firestore_database: str = "(default)"
+    state_collection: str = "watchdog-services"
+    escalate_after: int = 3  # restores by one identity within the window
+    escalation_window: float = 86400.0  # seconds
+    reminder_interval: float = 86400.0  # seconds; 0 sends no reminders
 
     def __repr__(self) -> str:
         webhook = "<set>" if self.alert_webhook_url else None
@@ -48,7 +61,9 @@ class Settings:
             f" alert_topic={self.alert_topic!r},"
             f" self_principal={self.self_principal!r},"
             f" run_endpoint={self.run_endpoint!r},"
-            f" logging_endpoint={self.logging_endpoint!r})"
+            f" logging_endpoint={self.logging_endpoint!r}, state={self.state!r},"
+            f" firestore_database={self.firestore_database!r},"
+            f" state_collection={self.state_collection!r})"
         )
 
     def watched(self, name: ServiceName) -> ServiceName | None:
@@ -101,6 +116,54 @@ def _number(env: Mapping[str, str], variable: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{variable}: must be greater than 0, got {raw!r}")
     return value
+
+
+def _count(env: Mapping[str, str], variable: str, default: int, least: int) -> int:
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}: {raw!r} is not a whole number") from None
+    if value < least:
+        raise ConfigError(f"{variable}: must be at least {least}, got {raw!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+    """A number of seconds, 0 allowed (it turns the feature off)."""
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}: {raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ConfigError(f"{variable}: must be 0 or more, got {raw!r}")
+    return value
+
+
+def _state(env: Mapping[str, str]) -> tuple[str, str, str]:
+    state = env.get("WATCHDOG_STATE", "memory").strip() or "memory"
+    if state not in STATE_BACKENDS:
+        raise ConfigError(
+            f"WATCHDOG_STATE: {state!r} is not one of {', '.join(STATE_BACKENDS)}"
+        )
+    database = env.get("WATCHDOG_FIRESTORE_DATABASE", "").strip() or "(default)"
+    if not _DATABASE.match(database):
+        raise ConfigError(
+            f"WATCHDOG_FIRESTORE_DATABASE: {database!r} is not a Firestore database "
+            "ID (4-63 lowercase letters, digits or hyphens, or (default))"
+        )
+    collection = env.get("WATCHDOG_STATE_COLLECTION", "").strip() or "watchdog-services"
+    if not _COLLECTION.match(collection):
+        raise ConfigError(
+            f"WATCHDOG_STATE_COLLECTION: {collection!r} is not a collection ID "
+            "(no /, not __NAME__)"
+        )
+    return state, database, collection
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -162,6 +225,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"WATCHDOG_ALERT_TOPIC: {topic!r} is not projects/PROJECT/topics/TOPIC"
         )
 
+    state, database, collection = _state(env)
+    window = _number(env, "WATCHDOG_ESCALATION_WINDOW", 86400.0)
+
     return Settings(
         services=tuple(services),
         mode=mode,
@@ -175,4 +241,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         logging_endpoint=_endpoint(env, "WATCHDOG_LOGGING_ENDPOINT"),
         health_timeout=_number(env, "WATCHDOG_HEALTH_TIMEOUT", 5.0),
         max_event_age=_number(env, "WATCHDOG_MAX_EVENT_AGE", 300.0),
+        state=state,
+        firestore_database=database,
+        state_collection=collection,
+        escalate_after=_count(env, "WATCHDOG_ESCALATE_AFTER", 3, least=2),
+        escalation_window=window,
+        reminder_interval=_seconds(env, "WATCHDOG_REMINDER_INTERVAL", 86400.0),
     )

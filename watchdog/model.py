@@ -213,6 +213,35 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """One identity keeps undoing the restore (PITFALLS 8); said once, not per cycle.
+
+    `actor` is the actor key: the origin of the delegation chain, else the actor.
+    `tools` are the tools seen in those calls' user agents, e.g. "Terraform".
+    """
+
+    actor: str
+    restores: int
+    first_at: datetime
+    tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A service whose alerted problem is gone: announced once, then forgotten."""
+
+    service: ServiceName
+    problem: str  # what was wrong, as alerted
+    broken_since: datetime
+    recovered_at: datetime
+    checks: int  # checks that found the problem
+    fixed_by: str  # what fixed it, in words
+    trigger: str
+    fingerprint: str = ""
+    mode: str = "enforce"
+
+
+@dataclass(frozen=True)
 class Incident:
     """Everything an alert says about one drift on one service."""
 
@@ -227,3 +256,9 @@ class Incident:
     error: str = ""  # why the restore failed, when it did
     timings: Mapping[str, float] = field(default_factory=dict)  # step -> seconds
     mode: str = "enforce"
+    # What kind of problem this is; equal fingerprints on one service are one
+    # problem, alerted once (watchdog.incidents).
+    fingerprint: str = ""
+    escalation: Escalation | None = None  # this restore is part of a fight
+    suppressed: bool = False  # a repeat: logged, not sent to any channel
+    repeat: str = ""  # e.g. "failing for 37 min, 38 checks"; "" the first time

@@ -4,6 +4,11 @@ Ticks (level-triggered) and audit events (edge-triggered) both end here, and bot
 act only on the policy read *now*. An event chooses which watched service to look
 at, never what to write, so a duplicate, late, forged or out-of-order event is at
 worst one extra read.
+
+What an outcome means beyond this invocation (a repeat of a problem already
+alerted, a recovery, the third restore of the same actor's change) is decided by
+watchdog.incidents against a per-service record kept in a state store; the
+store's failure never stops a restore, it only costs the memory.
 """
 
 from __future__ import annotations
@@ -18,7 +23,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from watchdog.config import Settings
-from watchdog.errors import EtagConflict, PermanentError, RetryableError
+from watchdog.errors import (
+    EtagConflict,
+    PermanentError,
+    RetryableError,
+    WatchdogError,
+)
+from watchdog.incidents import (
+    InSync,
+    Observation,
+    Rules,
+    ServiceRecord,
+    Verdict,
+    decide,
+    fingerprint_drift,
+    fingerprint_failure,
+)
 from watchdog.model import (
     Action,
     AuditEvent,
@@ -28,12 +48,14 @@ from watchdog.model import (
     Incident,
     Policy,
     Probe,
+    Recovery,
     ServiceInfo,
     ServiceName,
     Tick,
     Trigger,
 )
 from watchdog.policy import find_drift, repair_policy
+from watchdog.state_store import MemoryStateStore, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +91,7 @@ class AuditLogLike(Protocol):
 
 
 class SenderLike(Protocol):
-    def send(self, incident: Incident) -> object: ...
+    def send(self, alert: Incident | Recovery) -> object: ...
 
 
 Prober = Callable[[str, str], Probe]
@@ -85,6 +107,7 @@ class Outcome:
     incident: Incident | None = None
     detail: str = ""
     retryable: bool = False
+    recovery: Recovery | None = None  # announced with this outcome
 
 
 @dataclass
@@ -119,8 +142,17 @@ class Watchdog:
         prober: Prober,
         clock: Callable[[], datetime] = _now,
         sleep: Callable[[float], None] = time.sleep,
+        state: StateStore | None = None,
     ) -> None:
         self.settings = settings
+        # NB: the default memory lives in this instance only (see state_store).
+        self.state: StateStore = state if state is not None else MemoryStateStore()
+        reminder = settings.reminder_interval
+        self.rules = Rules(
+            escalate_after=settings.escalate_after,
+            escalation_window=timedelta(seconds=settings.escalation_window),
+            reminder_interval=timedelta(seconds=reminder) if reminder else None,
+        )
         self.run_api = run_api
         self.audit_log = audit_log
         self.sender = sender
@@ -229,7 +261,15 @@ class Watchdog:
                     name.service,
                     extra={"fields": {"service": name.full, "in_sync": True}},
                 )
-                return Outcome(name, Action.NONE, detail="invoker check disabled")
+                recovery = self._note_in_sync(
+                    name, trigger, "found public: its invoker IAM check is disabled"
+                )
+                return Outcome(
+                    name,
+                    Action.NONE,
+                    detail="invoker check disabled",
+                    recovery=recovery,
+                )
             return self._restore(name, info, trigger, change, clock, detected_at)
         except RetryableError as error:
             log.error(
@@ -260,6 +300,7 @@ class Watchdog:
         first_drift: Drift | None = None
         action = Action.FAILED
         error = ""
+        failure: WatchdogError | None = None
         for attempt in range(MAX_WRITE_ATTEMPTS):
             with clock.step("read"):
                 policy = self.run_api.get_policy(name)
@@ -271,7 +312,12 @@ class Watchdog:
                         name.service,
                         extra={"fields": {"service": name.full, "in_sync": True}},
                     )
-                    return Outcome(name, Action.NONE)
+                    recovery = self._note_in_sync(
+                        name,
+                        trigger,
+                        "found in sync: it was fixed outside the watchdog",
+                    )
+                    return Outcome(name, Action.NONE, recovery=recovery)
                 # Someone else repaired it between our read and our write: most
                 # often another instance handling the same drift (a tick and an
                 # audit event at once). Its outcome carries the alert; a second
@@ -281,8 +327,15 @@ class Watchdog:
                     name.service,
                     extra={"fields": {"service": name.full, "in_sync": True}},
                 )
+                recovery = self._note_in_sync(
+                    name, trigger, "restored by another writer meanwhile"
+                )
                 return Outcome(
-                    name, Action.NONE, first_drift, detail="restored by another writer"
+                    name,
+                    Action.NONE,
+                    first_drift,
+                    detail="restored by another writer",
+                    recovery=recovery,
                 )
             first_drift = first_drift or drift
             if not self.settings.enforce:
@@ -292,6 +345,7 @@ class Watchdog:
                 with clock.step("write"):
                     self.run_api.set_policy(name, repair_policy(policy, drift))
             except EtagConflict as conflict:
+                failure = conflict
                 error = (
                     f"the policy kept changing under the watchdog: {conflict} "
                     f"({attempt + 1} of {MAX_WRITE_ATTEMPTS} attempts)"
@@ -304,17 +358,25 @@ class Watchdog:
                 self.sleep(CONFLICT_BACKOFF * 2**attempt)
                 continue
             except PermanentError as refused:
+                failure = refused
                 error = str(refused)
                 break
             with clock.step("verify"):
                 after = find_drift(self.run_api.get_policy(name), self.settings.desired)
             if after:
+                failure = None
                 error = f"the policy read back after the write still lacks {after}"
             else:
                 action = Action.RESTORED
             break
 
         assert first_drift is not None  # the loop returns early when in sync
+        if action == Action.REPORTED:
+            fingerprint = fingerprint_drift(first_drift.missing, first_drift.forbidden)
+        elif action == Action.FAILED:
+            fingerprint = fingerprint_failure(failure, error)
+        else:
+            fingerprint = ""
         probe = None
         if action == Action.RESTORED:
             with clock.step("probe"):
@@ -333,9 +395,57 @@ class Watchdog:
             error=error,
             timings=dict(clock.timings),
             mode=self.settings.mode,
+            fingerprint=fingerprint,
         )
-        self.sender.send(incident)
-        return Outcome(name, action, first_drift, incident, detail=error)
+        incident, recovery = self._announce(incident)
+        return Outcome(
+            name, action, first_drift, incident, detail=error, recovery=recovery
+        )
+
+    def _announce(self, incident: Incident) -> tuple[Incident, Recovery | None]:
+        """Send what the memory says to send: the incident, a recovery, or a log."""
+        verdict = self._remember(incident.service, incident)
+        if verdict is None:
+            # No memory: alert as if this were the first time.
+            self.sender.send(incident)
+            return incident, None
+        if verdict.recovery is not None:
+            self.sender.send(verdict.recovery)
+        announced = verdict.incident or incident
+        # A suppressed incident is still written to the structured log.
+        self.sender.send(announced)
+        return announced, verdict.recovery
+
+    def _note_in_sync(
+        self, name: ServiceName, trigger: str, fixed_by: str
+    ) -> Recovery | None:
+        """Announce the recovery of an alerted problem, if one was open."""
+        seen = InSync(name, fixed_by, trigger, self.settings.mode)
+        verdict = self._remember(name, seen)
+        if verdict is None or verdict.recovery is None:
+            return None
+        self.sender.send(verdict.recovery)
+        return verdict.recovery
+
+    def _remember(self, name: ServiceName, seen: Observation) -> Verdict | None:
+        """The verdict on `seen`, stored; None when the state store failed."""
+        now = self.clock()
+        rules = self.rules
+
+        def judge(record: ServiceRecord) -> tuple[ServiceRecord, Verdict]:
+            verdict = decide(record, seen, now, rules)
+            return verdict.record, verdict
+
+        try:
+            return self.state.transact(name, judge)
+        except (RetryableError, PermanentError) as error:
+            log.error(
+                "state store failed for %s; alerting as if there were no memory: %s",
+                name.service,
+                error,
+                extra={"fields": {"service": name.full, "state_error": str(error)}},
+            )
+            return None
 
     def _attribute(
         self, name: ServiceName, change: Change | None, detected_at: datetime

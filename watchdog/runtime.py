@@ -22,11 +22,29 @@ from watchdog.health import probe
 from watchdog.logs import configure_logging
 from watchdog.reconcile import Outcome, Watchdog
 from watchdog.run_api import RunApi
+from watchdog.state_store import FirestoreStateStore, MemoryStateStore, StateStore
 from watchdog.triggers import decode
 
 log = logging.getLogger(__name__)
 
 Response = tuple[str, int, dict[str, str]]
+
+
+def build_state_store(settings: Settings) -> StateStore:
+    """The memory shared by invocations: Firestore, or this instance's own.
+
+    The Firestore database is in the project of the (first) watched service:
+    one deployment watches one project. FIRESTORE_EMULATOR_HOST, when set,
+    sends the client library to the emulator.
+    """
+    if settings.state == "firestore":
+        return FirestoreStateStore(
+            project=settings.services[0].project,
+            database=settings.firestore_database,
+            collection=settings.state_collection,
+        )
+    # NB: per instance only; see watchdog.state_store.
+    return MemoryStateStore()
 
 
 def build_watchdog(settings: Settings) -> Watchdog:
@@ -42,6 +60,7 @@ def build_watchdog(settings: Settings) -> Watchdog:
             topic=settings.alert_topic,
         ),
         prober=lambda uri, path: probe(uri, path, timeout=settings.health_timeout),
+        state=build_state_store(settings),
     )
 
 

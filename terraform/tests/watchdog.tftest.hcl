@@ -250,3 +250,22 @@ run "rejects_two_alert_topics" {
 
   expect_failures = [google_cloudfunctions2_function.watchdog]
 }
+
+run "memory_is_the_watchdogs_own_firestore_database" {
+  command = plan
+
+  assert {
+    condition     = google_cloudfunctions2_function.watchdog.service_config[0].environment_variables["WATCHDOG_STATE"] == "firestore"
+    error_message = "The function must keep its memory in Firestore."
+  }
+
+  assert {
+    condition     = google_cloudfunctions2_function.watchdog.service_config[0].environment_variables["WATCHDOG_FIRESTORE_DATABASE"] == "public-watchdog"
+    error_message = "WATCHDOG_FIRESTORE_DATABASE must name the module's database."
+  }
+
+  assert {
+    condition     = google_project_iam_member.state.condition[0].expression == "resource.name == \"projects/example-project/databases/public-watchdog\""
+    error_message = "The state grant must be limited to the watchdog's own database."
+  }
+}

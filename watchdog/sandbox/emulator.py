@@ -1,6 +1,6 @@
-"""Start and stop Google's Pub/Sub emulator from the installed google-cloud-cli.
+"""Start and stop Google's Pub/Sub and Firestore emulators from google-cloud-cli.
 
-The emulator is a Java process started through `gcloud`; it runs in a process
+Each emulator is a Java process started through `gcloud`; it runs in a process
 group of its own so that stopping it stops Java too and leaves nothing behind.
 """
 
@@ -8,20 +8,54 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
+from pathlib import Path
 from types import TracebackType
 
 from watchdog.sandbox.functions import free_port, stop_process_group, wait_for_port
 
 
-def missing_requirement() -> str | None:
+def missing_requirement(emulator: str = "Pub/Sub") -> str | None:
     """Why the emulator cannot run on this machine, or None when it can."""
     if shutil.which("gcloud") is None:
         return "gcloud (google-cloud-cli) is not installed"
     if shutil.which("java") is None:
-        return "java is not installed (the Pub/Sub emulator needs Java 7+)"
+        return f"java is not installed (the {emulator} emulator needs it)"
     return None
+
+
+def missing_firestore_emulator() -> str | None:
+    """Why the Firestore emulator cannot run here, or None when it can."""
+    if reason := missing_requirement("Firestore"):
+        return reason
+    gcloud = Path(os.path.realpath(shutil.which("gcloud") or "gcloud"))
+    # Without the component, `gcloud emulators firestore start` would try to
+    # install it (a download, and a prompt).
+    component = gcloud.parents[1] / "platform" / "cloud-firestore-emulator"
+    if not component.is_dir():
+        return (
+            "the cloud-firestore-emulator component of google-cloud-cli is not "
+            f"installed (no {component})"
+        )
+    return None
+
+
+def _wait_for_group_exit(group: int, timeout: float) -> None:
+    """Kill what is left of a process group once its leader has gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        return
 
 
 class PubSubEmulator:
@@ -78,6 +112,78 @@ class PubSubEmulator:
         self.process = None
 
     def __enter__(self) -> PubSubEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()
+
+
+class FirestoreEmulator:
+    """`gcloud emulators firestore start` (native mode) on a free loopback port.
+
+    Clients reach it through FIRESTORE_EMULATOR_HOST=`host`. Its data lives in
+    memory and is gone when it stops; named databases work without creation.
+    """
+
+    def __init__(self, project: str = "demo-project") -> None:
+        self.project = project
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in __exit__
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> FirestoreEmulator:
+        if reason := missing_firestore_emulator():
+            raise RuntimeError(f"cannot start the Firestore emulator: {reason}")
+        self.port = free_port()
+        gcloud = shutil.which("gcloud") or "gcloud"
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [
+                gcloud,
+                "emulators",
+                "firestore",
+                "start",
+                f"--host-port={self.host}",
+                "--quiet",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ | {"CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
+        )
+        try:
+            wait_for_port(self.port, timeout, self.process)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def output(self) -> str:
+        """What the emulator printed so far (for a failure message)."""
+        if self._log.closed:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        """Stop gcloud and Java: the whole process group, SIGKILL if it lingers."""
+        if self.process is not None:
+            group = self.process.pid
+            stop_process_group(self.process, timeout=15)
+            # gcloud can exit before Java does; the group outlives its leader.
+            _wait_for_group_exit(group, timeout=10)
+        self.process = None
+
+    def __enter__(self) -> FirestoreEmulator:
         return self.start()
 
     def __exit__(
