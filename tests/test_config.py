@@ -178,3 +178,50 @@ def test_firestore_state_settings_are_read() -> None:
 def test_bad_state_setting_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_settings({"WATCHDOG_SERVICES": SERVICE, variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("WATCHDOG_HEALTH_TIMEOUT", "nan", id="timeout-nan"),
+        pytest.param("WATCHDOG_HEALTH_TIMEOUT", "inf", id="timeout-inf"),
+        pytest.param("WATCHDOG_MAX_EVENT_AGE", "nan", id="age-nan"),
+        pytest.param("WATCHDOG_REMINDER_INTERVAL", "inf", id="reminder-inf"),
+    ],
+)
+def test_non_finite_numbers_are_refused(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({"WATCHDOG_SERVICES": SERVICE, variable: value})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://[::1/hooks/SECRETTOKEN", id="broken-ipv6"),
+        pytest.param("https://hooks.example.com:99999999/SECRETTOKEN", id="bad-port"),
+        pytest.param("https://:443/SECRETTOKEN", id="no-host"),
+    ],
+)
+def test_unparseable_webhook_url_is_a_config_error_without_the_url(url: str) -> None:
+    with pytest.raises(ConfigError, match="WATCHDOG_ALERT_WEBHOOK_URL") as raised:
+        load_settings({"WATCHDOG_SERVICES": SERVICE, "WATCHDOG_ALERT_WEBHOOK_URL": url})
+    assert "SECRETTOKEN" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("watchdog@p.iam.gserviceaccount.com", id="email"),
+        pytest.param("serviceAccount:watchdog@p.iam.gserviceaccount.com", id="member"),
+    ],
+)
+def test_self_principal_is_kept_as_the_bare_email(value: str) -> None:
+    settings = load_settings(
+        {"WATCHDOG_SERVICES": SERVICE, "WATCHDOG_SELF_PRINCIPAL": value}
+    )
+    assert settings.self_principal == "watchdog@p.iam.gserviceaccount.com"
+
+
+def test_self_principal_that_is_no_email_is_refused() -> None:
+    with pytest.raises(ConfigError, match="WATCHDOG_SELF_PRINCIPAL"):
+        load_settings({"WATCHDOG_SERVICES": SERVICE, "WATCHDOG_SELF_PRINCIPAL": "me"})

@@ -7,6 +7,7 @@ users set them); the README lists each with its default.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ STATE_BACKENDS = ("memory", "firestore")
 
 _SPLIT = re.compile(r"[\s,]+")
 _ENDPOINT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_EMAIL = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 _TOPIC = re.compile(r"^projects/[^/]+/topics/[^/]+$")
 _MEMBER = re.compile(r"^(allUsers|allAuthenticatedUsers|[a-zA-Z]+:.+)$")
 # Firestore database IDs: 4-63 lowercase letters, digits or hyphens, or (default).
@@ -113,6 +115,8 @@ def _number(env: Mapping[str, str], variable: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{variable}: {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{variable}: must be a finite number, got {raw!r}")
     if value <= 0:
         raise ConfigError(f"{variable}: must be greater than 0, got {raw!r}")
     return value
@@ -140,6 +144,8 @@ def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{variable}: {raw!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{variable}: must be a finite number, got {raw!r}")
     if value < 0:
         raise ConfigError(f"{variable}: must be 0 or more, got {raw!r}")
     return value
@@ -164,6 +170,31 @@ def _state(env: Mapping[str, str]) -> tuple[str, str, str]:
             "(no /, not __NAME__)"
         )
     return state, database, collection
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError when out of range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and (port is None or port > 0)
+    )
+
+
+def _self_principal(env: Mapping[str, str]) -> str | None:
+    """The watchdog's account as audit entries name it: the bare email."""
+    raw = env.get("WATCHDOG_SELF_PRINCIPAL", "").strip()
+    email = raw.removeprefix("serviceAccount:")
+    if raw and not _EMAIL.match(email):
+        raise ConfigError(
+            f"WATCHDOG_SELF_PRINCIPAL: {raw!r} is not a service account email "
+            "such as watchdog@my-project.iam.gserviceaccount.com"
+        )
+    return email or None
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -204,13 +235,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"WATCHDOG_HEALTH_PATH: {health_path!r} must start with /")
 
     webhook = env.get("WATCHDOG_ALERT_WEBHOOK_URL", "").strip() or None
-    if webhook:
-        parts = urlsplit(webhook)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            # Never echo the value: webhook URLs carry their credential in the path.
-            raise ConfigError(
-                "WATCHDOG_ALERT_WEBHOOK_URL is not an http(s) URL (value not shown)"
-            )
+    if webhook and not _is_http_url(webhook):
+        # Never echo the value: webhook URLs carry their credential in the path.
+        raise ConfigError(
+            "WATCHDOG_ALERT_WEBHOOK_URL is not an http(s) URL with a host and a "
+            "valid port (value not shown)"
+        )
 
     alert_format = env.get("WATCHDOG_ALERT_FORMAT", "json").strip() or "json"
     if alert_format not in ALERT_FORMATS:
@@ -236,7 +266,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         alert_webhook_url=webhook,
         alert_format=alert_format,
         alert_topic=topic,
-        self_principal=env.get("WATCHDOG_SELF_PRINCIPAL", "").strip() or None,
+        self_principal=_self_principal(env),
         run_endpoint=_endpoint(env, "WATCHDOG_RUN_ENDPOINT"),
         logging_endpoint=_endpoint(env, "WATCHDOG_LOGGING_ENDPOINT"),
         health_timeout=_number(env, "WATCHDOG_HEALTH_TIMEOUT", 5.0),
