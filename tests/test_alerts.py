@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+from requests.utils import requote_uri
 
 from watchdog.alerts import (
     CHAT_TEXT_LIMIT,
@@ -18,6 +23,7 @@ from watchdog.alerts import (
     SLACK_HEADER_LIMIT,
     SLACK_SECTION_LIMIT,
     AlertSender,
+    DeliveryResult,
     render_chat,
     render_json,
     render_slack,
@@ -430,13 +436,8 @@ def every_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 def sender_for(url: str, alert_format: str = "slack", **options: Any) -> AlertSender:
     # A short backoff keeps the retry tests fast; the policy is the real one.
-    return AlertSender(
-        webhook_url=url,
-        alert_format=alert_format,
-        timeout=2,
-        backoff_factor=0.01,
-        **options,
-    )
+    settings: dict[str, Any] = {"timeout": 2, "backoff_factor": 0.01} | options
+    return AlertSender(webhook_url=url, alert_format=alert_format, **settings)
 
 
 def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -757,3 +758,337 @@ def test_recovery_is_delivered_and_logged_at_info(
     assert receiver.wait_for(1)[0].payload["kind"] == "recovery"
     logged = [r for r in every_log.records if getattr(r, "fields", {}).get("alert")]
     assert [r.levelno for r in logged] == [logging.INFO]
+
+
+# --- the webhook URL never leaks, in any spelling or cut --------------------------
+
+SECRET_MARKER = "zzSECRET"
+SLACK_LIKE_PATH = f"/services/T0AAAAAAA/B0BBBBBBB/{SECRET_MARKER}qqqqqqqqqqqqqqqq"
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    server: ScriptedWebhook
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        script = self.server
+        script.attempts += 1
+        if script.hang:
+            # Hold the answer until the test ends: the client's read times out.
+            script.released.wait(10)
+            self.close_connection = True
+            return
+        body = script.answer(self.path).encode("utf-8")
+        self.send_response(script.status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if script.location:
+            self.send_header("Location", script.location)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class ScriptedWebhook(ThreadingHTTPServer):
+    """A webhook on loopback that answers every POST the way a test sets it up.
+
+    The sandbox receiver answers failures with a fixed body; these tests need a
+    body that echoes the request path, a redirect, or no answer at all.
+    """
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.status = 200
+        self.answer: Callable[[str], str] = lambda path: "ok"
+        self.location = ""
+        self.hang = False
+        self.attempts = 0
+        self.released = threading.Event()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedWebhook]:
+    server = ScriptedWebhook()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.released.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def assert_nowhere(
+    marker: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    results: list[DeliveryResult],
+) -> None:
+    """`marker` is in no record, JSON line, stdout, stderr or result."""
+    captured = capsys.readouterr()
+    places = {
+        "log": everything_logged(caplog),
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "results": repr(results),
+    }
+    assert {place: marker in text for place, text in places.items()} == dict.fromkeys(
+        places, False
+    )
+
+
+def _padded(base: str, path: str) -> str:
+    # Long enough that the old cut-then-redact cut the URL in the middle.
+    return "x" * 100 + path + "y" * 100
+
+
+def _json_escaped_slashes(base: str, path: str) -> str:
+    return json.dumps({"error": f"no such hook: {base}{path}"}).replace("/", "\\/")
+
+
+def _decoded(base: str, path: str) -> str:
+    return f"no such hook: {base}{unquote(path)}"
+
+
+def _unicode_escaped(base: str, path: str) -> str:
+    escaped = json.dumps({"error": f"no such hook: {base}{unquote(path)}"})
+    return escaped.replace("/", "\\/")
+
+
+ECHOES = [
+    pytest.param(SLACK_LIKE_PATH, _padded, id="path-padded-in-a-long-body"),
+    pytest.param(SLACK_LIKE_PATH, _json_escaped_slashes, id="json-escaped-slashes"),
+    pytest.param(
+        "/services/T0AAAAAAA/B0BBBBBBB/zzSECRET%2Fqqqqqqqq",
+        _decoded,
+        id="percent-encoded-slash-echoed-decoded",
+    ),
+    pytest.param(
+        "/services/T0AAAAAAA/B0BBBBBBB/zzSECRETé-qqqqqqqq",
+        _decoded,
+        id="non-ascii-echoed-decoded",
+    ),
+    pytest.param(
+        "/services/T0AAAAAAA/B0BBBBBBB/zzSECRETé-qqqqqqqq",
+        _unicode_escaped,
+        id="non-ascii-echoed-unicode-escaped",
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "echo"), ECHOES)
+def test_error_body_echoing_the_url_is_never_logged_or_returned(
+    scripted: ScriptedWebhook,
+    every_log: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    echo: Callable[[str, str], str],
+) -> None:
+    scripted.status = 500
+    scripted.answer = lambda received: echo(scripted.base, received)
+    results = sender_for(scripted.base + path).send(INCIDENTS["restored-wif"])
+    assert results[-1].detail == "answered 500 Internal Server Error (4 attempts)"
+    assert_nowhere(SECRET_MARKER, every_log, capsys, results)
+
+
+def test_long_invalid_url_is_reported_without_its_value(
+    every_log: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "http://127.0.0.1:99999/x/" + "S" * 470 + SECRET_MARKER
+    results = sender_for(url).send(INCIDENTS["restored-wif"])
+    assert (results[-1].ok, results[-1].detail) == (
+        False,
+        "invalid webhook URL (value not shown); nothing was sent",
+    )
+    assert_nowhere(SECRET_MARKER, every_log, capsys, results)
+    assert_nowhere("SSSSSSSS", every_log, capsys, results)
+
+
+def test_unreachable_webhook_says_refused_and_how_many_attempts(
+    closed_port: int,
+    every_log: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}{SLACK_LIKE_PATH}"
+    results = sender_for(url).send(INCIDENTS["restored-wif"])
+    assert results[-1].detail == "connection refused (4 attempts)"
+    assert_nowhere(SECRET_MARKER, every_log, capsys, results)
+
+
+def test_read_timeout_is_reported_as_a_read_timeout(
+    scripted: ScriptedWebhook,
+    every_log: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scripted.hang = True
+    sender = sender_for(scripted.base + SLACK_LIKE_PATH, timeout=0.2)
+    results = sender.send(INCIDENTS["restored-wif"])
+    sender.close()
+    assert results[-1].detail == (
+        "read timeout: no answer within 0.2 s; the alert may have arrived (2 attempts)"
+    )
+    assert_nowhere(SECRET_MARKER, every_log, capsys, results)
+
+
+def test_redirect_is_not_followed_and_not_called_a_retry(
+    scripted: ScriptedWebhook,
+    every_log: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    scripted.status = 302
+    scripted.location = "https://elsewhere.example/" + SECRET_MARKER
+    results = sender_for(scripted.base + SLACK_LIKE_PATH).send(
+        INCIDENTS["restored-wif"]
+    )
+    assert (results[-1].ok, results[-1].detail) == (
+        False,
+        "answered 302 Found, a redirect: not followed, since it would send the "
+        "alert somewhere not configured (1 attempt)",
+    )
+    assert scripted.attempts == 1
+    assert_nowhere(SECRET_MARKER, every_log, capsys, results)
+
+
+def test_retried_status_counts_every_attempt(receiver: WebhookReceiver) -> None:
+    receiver.fail_next(100, 503)
+    results = sender_for(receiver.url + SECRET_PATH).send(INCIDENTS["restored-wif"])
+    assert results[-1].detail == "answered 503 Service Unavailable (4 attempts)"
+    assert receiver.attempts == 4
+
+
+def test_success_names_the_status_and_its_phrase(receiver: WebhookReceiver) -> None:
+    results = sender_for(receiver.url + SECRET_PATH).send(INCIDENTS["restored-wif"])
+    assert results[-1].detail == "answered 200 OK (1 attempt)"
+
+
+def _spellings_of(url: str) -> list[str]:
+    path = urlsplit(url).path
+    return [
+        url,
+        path,
+        requote_uri(path),
+        requote_uri(path).lower(),
+        unquote(path),
+        quote(unquote(path), safe=""),
+        json.dumps(unquote(path)).replace("/", "\\/"),
+        url[: len(url) - 5],  # cut at the end, as a truncating logger would
+        "…" + path[20:],  # cut at the start
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https://hooks.example" + SLACK_LIKE_PATH, id="slack-like"),
+        pytest.param(
+            "https://hooks.example/v1/spaces/AAAA/messages?key=k&token="
+            f"{SECRET_MARKER}%2Fé-qqqqqqqq",
+            id="chat-like-query",
+        ),
+    ],
+)
+def test_urllib3_records_are_scrubbed_in_every_spelling(
+    every_log: pytest.LogCaptureFixture, url: str
+) -> None:
+    sender_for(url)  # installs the scrubber on urllib3's loggers
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    for spelling in _spellings_of(url):
+        urllib3_log.warning("Retrying (Retry(total=3)) after error: %s", spelling)
+    assert SECRET_MARKER.lower() not in everything_logged(every_log).lower()
+
+
+# --- Google Chat: caller-controlled text is never markup ---------------------------
+
+MENTION_ALL = "<users/all>"
+INJECTED: dict[str, Incident | Recovery] = {
+    "user-agent": restored(change=replace(WIF_CHANGE, user_agent=MENTION_ALL)),
+    "wif-subject": restored(
+        change=replace(
+            WIF_CHANGE,
+            delegation=(GITHUB.replace("refs/heads/main", MENTION_ALL),),
+        )
+    ),
+    "actor": restored(change=replace(WIF_CHANGE, actor=f"user:{MENTION_ALL}")),
+    "member": restored(drift=Drift(missing=("allUsers", f"user:{MENTION_ALL}"))),
+    "status-message": restored(
+        change=replace(DENIED_CHANGE, status_message=f"denied {MENTION_ALL}")
+    ),
+    "probe-detail": restored(
+        probe=Probe(ProbeResult.UNREACHABLE, detail=MENTION_ALL, seconds=0.1)
+    ),
+    "error": restored(action=Action.FAILED, error=f"refused {MENTION_ALL}"),
+    "escalation-actor": restored(
+        escalation=Escalation(
+            actor=MENTION_ALL,
+            restores=3,
+            first_at=datetime(2025, 3, 4, 9, 3, 16, tzinfo=UTC),
+            tools=(MENTION_ALL,),
+        )
+    ),
+    "recovery-fix": replace(RECOVERY, fixed_by=f"fixed by {MENTION_ALL}"),
+}
+
+
+@pytest.mark.parametrize("field", INJECTED, ids=str)
+def test_chat_shows_a_mention_in_a_caller_field_as_text(field: str) -> None:
+    text = render_chat(INJECTED[field])["text"]
+    assert "<" not in text
+    assert ">" not in text
+    assert "\N{SINGLE LEFT-POINTING ANGLE QUOTATION MARK}users/all" in text
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        pytest.param("*bold*", id="bold"),
+        pytest.param("_italic_", id="italic"),
+        pytest.param("~strike~", id="strike"),
+        pytest.param("`code`", id="code"),
+        pytest.param("```block```", id="block"),
+        pytest.param("<https://evil.example|click>", id="link"),
+        pytest.param("[click](https://evil.example)", id="markdown-link"),
+    ],
+)
+def test_chat_neutralises_markup_in_caller_fields(markup: str) -> None:
+    incident = restored(change=replace(WIF_CHANGE, caller_ip=markup))
+    line = next(
+        line
+        for line in render_chat(incident)["text"].splitlines()
+        if line.startswith("from: ")
+    )
+    assert not set(line) & set("*_~`<>[]")
+
+
+def test_chat_keeps_a_caller_line_break_on_its_line() -> None:
+    incident = restored(
+        change=replace(WIF_CHANGE, caller_ip="203.0.113.77\nwho: someone else")
+    )
+    lines = render_chat(incident)["text"].splitlines()
+    assert [line.split(":")[0] for line in lines].count("who") == 1
+
+
+def test_chat_leaves_the_watchdogs_own_words_alone() -> None:
+    text = render_chat(ESCALATED)["text"]
+    assert "google_cloud_run_v2_service_iam_policy/binding" in text
+
+
+def test_chat_escaping_keeps_the_cut_marker_readable() -> None:
+    incident = restored(change=replace(DENIED_CHANGE, status_message="_" * 500))
+    assert "more characters]" in render_chat(incident)["text"]
+
+
+def test_plain_text_and_slack_keep_the_exact_values() -> None:
+    incident = INJECTED["user-agent"]
+    assert f"via {MENTION_ALL}" in render_text(incident)
+    assert "&lt;users/all&gt;" in json.dumps(render_slack(incident))

@@ -258,3 +258,19 @@ def test_unsupported_filter_sent_straight_through_is_invalid_argument(
             },
             timeout=5,
         )
+
+
+def test_entries_after_until_are_left_out(
+    sandbox: Sandbox, audit_log_reader: AuditLogReader
+) -> None:
+    sandbox.change_members(
+        PUBLIC_API, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN
+    )
+    between = datetime.now(UTC)
+    sandbox.change_members(
+        PUBLIC_API, add={INVOKER_ROLE: ["allUsers"]}, principal="later@example.com"
+    )
+
+    changes = audit_log_reader.recent_changes(PUBLIC_API, since=LONG_AGO, until=between)
+
+    assert [c.actor for c in changes] == [INTERN]

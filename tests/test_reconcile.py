@@ -8,6 +8,7 @@ events are the entries the sandbox's audit trail wrote for those changes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -338,37 +339,45 @@ def test_conditional_allusers_gets_an_unconditional_binding_beside_it(
     assert ["allUsers"] in invoker_members(sandbox, SHOP)
 
 
-def test_drift_fixed_by_another_writer_meanwhile_is_not_alerted_twice(
+def test_drift_fixed_by_another_writer_meanwhile_is_alerted_once(
     sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
 ) -> None:
     sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
-    # Another watchdog instance puts allUsers back just before this one writes.
+    # Another watchdog instance (or this write, its answer lost and its retry
+    # refused) puts allUsers back just before this write lands.
     sandbox.faults.add_concurrent_writer(
         ConcurrentWrite(member="allUsers", role=INVOKER_ROLE, principal="other")
     )
 
     (outcome,) = make_watchdog().handle(last_event(sandbox))
 
-    assert outcome.action == Action.NONE
-    assert outcome.detail == "restored by another writer"
+    assert outcome.action == Action.RESTORED
+    assert outcome.detail == ""
     assert sandbox.is_public(SHOP)
-    assert webhook.alerts == []
+    (alert,) = webhook.wait_for(1, 5)
+    assert f"who: {INTERN}" in alert.text
 
 
 def test_tick_that_finds_an_old_unhandled_entry_says_the_feed_may_be_dead(
     sandbox: Sandbox, make_watchdog: BuildWatchdog
 ) -> None:
+    # The intern's change happened ten minutes ago: the sink had all that time.
+    # The live entry stays hidden for an hour; a copy dated back is visible.
+    sandbox.faults.delay_logging(3600)
     sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
-    watchdog = make_watchdog()
-    # The tick runs ten minutes after the change: the sink had all that time.
-    watchdog.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
+    old = copy.deepcopy(sandbox.entries()[-1])
+    ten_minutes_ago = datetime.now(UTC) - timedelta(minutes=10)
+    old["timestamp"] = ten_minutes_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    old["insertId"] = "backdated-entry"
+    sandbox.faults.delay_logging(0)
+    sandbox.store.write_json(old)
 
-    outcomes = watchdog.handle(Tick(source="test"))
+    outcomes = make_watchdog().handle(Tick(source="test"))
 
     incident = next(o.incident for o in outcomes if o.service == SHOP)
     assert incident is not None
     assert incident.change is not None
-    assert incident.change.actor == INTERN
+    assert incident.change.insert_id == "backdated-entry"
     assert "log sink may be unable to publish" in incident.attribution
 
 
@@ -529,3 +538,74 @@ def test_a_firestore_outage_never_stops_a_restore_or_its_alert(
     assert len(webhook.wait_for(1, 5)) == 1
     errors = [r for r in caplog.records if "state store failed" in r.getMessage()]
     assert errors and errors[0].levelname == "ERROR"
+
+
+def test_api_down_after_the_drift_is_found_still_alerts_and_asks_for_a_retry(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    sandbox.faults.fail("SetIamPolicy", "UNAVAILABLE", times=50)
+
+    (outcome,) = make_watchdog().handle(last_event(sandbox))
+
+    assert outcome.action == Action.FAILED
+    assert outcome.retryable
+    (alert,) = webhook.wait_for(1, 5)
+    assert "not confirmed" in alert.text
+
+
+def test_late_entry_never_blames_the_previous_incidents_actor(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    watchdog = make_watchdog()
+    sandbox.change_members(SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal=INTERN)
+    watchdog.handle(Tick(source="test"))  # restores, naming the intern
+    sandbox.faults.delay_logging(600)
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="contractor@example.com"
+    )
+
+    outcomes = watchdog.handle(Tick(source="test"))
+
+    incident = next(o.incident for o in outcomes if o.service == SHOP)
+    assert incident is not None
+    assert incident.change is None
+    assert incident.attribution.startswith("not yet known")
+
+
+def test_a_newer_harmless_change_is_not_named_as_the_cause(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="eve@example.com"
+    )
+    sandbox.change_members(
+        SHOP,
+        add={"roles/run.viewer": ["user:x@example.com"]},
+        principal="bob@example.com",
+    )
+
+    outcomes = make_watchdog().handle(Tick(source="test"))
+
+    incident = next(o.incident for o in outcomes if o.service == SHOP)
+    assert incident is not None
+    assert incident.change is not None
+    assert incident.change.actor == "eve@example.com"
+
+
+def test_someone_impersonating_the_watchdog_is_checked_and_named(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(
+        SHOP,
+        remove={INVOKER_ROLE: ["allUsers"]},
+        principal=WATCHDOG_PRINCIPAL,
+        delegation=("mallory@example.com",),
+    )
+
+    (outcome,) = make_watchdog().handle(last_event(sandbox))
+
+    assert outcome.action == Action.RESTORED
+    assert outcome.incident is not None
+    assert outcome.incident.change is not None
+    assert outcome.incident.change.origin == "mallory@example.com"

@@ -1,11 +1,14 @@
 """One incident, many renderings, and their delivery.
 
 The renderings are pure functions of an `Incident`: plain text for a person at
-3 a.m., Slack Block Kit, Google Chat, and a generic JSON object. The essentials
-(service, what changed, what the watchdog did, whether the service answers) come
-first, so a cut message still says what matters; every field that can grow
-(member lists, user agents, errors, delegation chains) is cut with a count, since
-chat webhooks reject an oversized message whole (PITFALLS 14).
+3 a.m., Slack Block Kit, Google Chat, and a generic JSON object. Chat and Slack
+read markup and mentions in text, so every caller-controlled field (a member, a
+principal, a user agent, an API error) is escaped for them; "<users/all>" in a
+user agent must not notify a whole space. The essentials (service, what changed,
+what the watchdog did, whether the service answers) come first, so a cut message
+still says what matters; every field that can grow (member lists, user agents,
+errors, delegation chains) is cut with a count, since chat webhooks reject an
+oversized message whole (PITFALLS 14).
 
 Besides incidents there are recoveries (a problem alerted earlier is gone) and
 escalations (an incident whose restore is one of several undoing the same
@@ -17,25 +20,46 @@ log only, with `suppressed=true` and how long the problem has lasted.
 alerting sees the incident even when every other channel is down; then it posts
 to the webhook (with retries) and publishes to Pub/Sub. A failing channel is
 logged and reported, never raised. Webhook URLs carry their credential in the
-path: neither the URL nor any exception text that could contain it is logged.
+path, and HTTP libraries and receivers repeat it in their messages: a webhook
+failure is reported only as its status, its attempts and a description chosen by
+exception class, never with an exception message or the receiver's answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import socket
+import ssl
+import string
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from functools import cached_property
+from http import HTTPStatus
+from http.client import RemoteDisconnected
+from itertools import groupby
+from operator import itemgetter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
+import urllib3
 from google.api_core.exceptions import GoogleAPIError
 from google.auth.exceptions import GoogleAuthError
 from requests.adapters import HTTPAdapter
 from requests.utils import requote_uri
+from urllib3.exceptions import (
+    LocationValueError,
+    MaxRetryError,
+    NameResolutionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 from urllib3.util import Retry
 
 from watchdog.audit import describe_principal
@@ -56,6 +80,8 @@ Alert = Incident | Recovery
 
 if TYPE_CHECKING:
     from google.cloud.pubsub_v1 import PublisherClient
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +123,52 @@ def _cut(text: str, limit: int) -> str:
     return (text[:kept] + marker)[:limit]
 
 
-def _list(members: Sequence[str], limit: int, noun: str = "members") -> str:
+def _keep(text: str) -> str:
+    """Caller-controlled text as it is: plain text and JSON need no escaping."""
+    return text
+
+
+# Google Chat reads markup in text messages (developers.google.com/workspace/chat/
+# format-messages): *bold*, _italic_, ~strike~, `code` and ```blocks```, "* " or
+# "- " bullets at a line start, <url|text> links and <users/ID> mentions, where
+# <users/all> notifies everyone in the space; apps set to Markdown syntax also
+# read [text](url) links. Chat documents no escape for text messages, so
+# caller-controlled text (members, principals, user agents, API errors) gets
+# look-alike characters instead: one for one, so lengths and cuts are unchanged.
+# NB: a member copied from Chat then holds a look-alike, not the real "_"; the
+# exact values are in the JSON rendering and the structured log record.
+_CHAT_LOOKALIKES = {
+    ord("<"): "\N{SINGLE LEFT-POINTING ANGLE QUOTATION MARK}",
+    ord(">"): "\N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}",
+    ord("*"): "\N{ASTERISK OPERATOR}",
+    ord("_"): "\N{MODIFIER LETTER LOW MACRON}",
+    ord("~"): "\N{TILDE OPERATOR}",
+    ord("`"): "\N{MODIFIER LETTER GRAVE ACCENT}",
+    ord("["): "\N{FULLWIDTH LEFT SQUARE BRACKET}",
+    ord("]"): "\N{FULLWIDTH RIGHT SQUARE BRACKET}",
+    # A line break in a caller's value would start a line of its own: a bullet,
+    # a code block, or a fake "who:" line.
+    **{code: " " for code in (*range(32), 0x7F, 0x85, 0x2028, 0x2029)},
+}
+
+
+def _escape_chat(text: str) -> str:
+    """Caller-controlled text that Google Chat shows as it is, never as markup."""
+    escaped = text.translate(_CHAT_LOOKALIKES)
+    # "- " only makes a bullet at a line start, where an escalation's actor sits.
+    if escaped.startswith("- "):
+        escaped = "\N{HYPHEN}" + escaped[1:]
+    return escaped
+
+
+Quote = Callable[[str], str]
+
+
+def _list(
+    members: Sequence[str], limit: int, quote: Quote, noun: str = "members"
+) -> str:
     """Members joined by commas, the tail replaced by a count."""
-    shown = [_cut(m, _TEXT_FIELD) for m in members[:limit]]
+    shown = [_cut(quote(m), _TEXT_FIELD) for m in members[:limit]]
     text = ", ".join(shown)
     if len(members) > limit:
         text += f" … and {len(members) - limit} more {noun}"
@@ -163,16 +232,21 @@ def describe_user_agent(user_agent: str) -> str:
 
 
 # --- the facts every rendering shares --------------------------------------------
+#
+# Every builder takes `quote`, applied to caller-controlled text only (members,
+# principals, user agents, API errors, probe details), never to the watchdog's
+# own words: `_keep` for plain text, `_escape_chat` for Google Chat.
 
 
-def _what(incident: Incident) -> str:
+def _what(incident: Incident, quote: Quote) -> str:
     drift = incident.drift
     parts = []
     if drift.missing:
-        parts.append(f"{_list(drift.missing, _TEXT_MEMBERS)} lost {INVOKER_ROLE}")
+        members = _list(drift.missing, _TEXT_MEMBERS, quote)
+        parts.append(f"{members} lost {INVOKER_ROLE}")
     if drift.forbidden:
         role = "it" if parts else INVOKER_ROLE
-        parts.append(f"{_list(drift.forbidden, _TEXT_MEMBERS)} gained {role}")
+        parts.append(f"{_list(drift.forbidden, _TEXT_MEMBERS, quote)} gained {role}")
     return "; ".join(parts) or "invoker policy is as desired"
 
 
@@ -181,7 +255,7 @@ def _restore_seconds(incident: Incident) -> float | None:
     return sum(steps) if steps else None
 
 
-def _probe_clause(incident: Incident) -> str:
+def _probe_clause(incident: Incident, quote: Quote) -> str:
     probe = incident.probe
     if probe is None or probe.result == ProbeResult.SKIPPED:
         return ""
@@ -192,25 +266,26 @@ def _probe_clause(incident: Incident) -> str:
         return "service still answers 403 (IAM can take minutes to propagate)"
     if probe.result == ProbeResult.ERROR:
         return f"service answers {probe.status}"
-    return f"service unreachable ({_cut(probe.detail, 80)})"
+    return f"service unreachable ({_cut(quote(probe.detail), 80)})"
 
 
-def _fight(incident: Incident, escalation: Escalation) -> str:
+def _fight(incident: Incident, escalation: Escalation, quote: Quote) -> str:
     """ "X keeps removing allUsers from S (3 times in 2 h, via Terraform): fix it"."""
     name = incident.service
-    who = _cut(describe_principal(escalation.actor), 200)
+    who = _cut(quote(describe_principal(escalation.actor)), 200)
     drift = incident.drift
     if drift.missing:
-        did = f"removing {_list(drift.missing, _TEXT_MEMBERS)} from"
+        did = f"removing {_list(drift.missing, _TEXT_MEMBERS, quote)} from"
     else:
-        did = f"adding {_list(drift.forbidden, _TEXT_MEMBERS)} to"
+        did = f"adding {_list(drift.forbidden, _TEXT_MEMBERS, quote)} to"
     span = _utc(incident.detected_at) - _utc(escalation.first_at)
     within = (
         "in under a minute"
         if span.total_seconds() < 60
         else f"in {describe_span(span)}"
     )
-    via = f", via {', '.join(escalation.tools)}" if escalation.tools else ""
+    tools = ", ".join(quote(tool) for tool in escalation.tools)
+    via = f", via {tools}" if tools else ""
     if "Terraform" in escalation.tools:
         source = (
             "an authoritative google_cloud_run_v2_service_iam_policy/binding resource?"
@@ -224,61 +299,69 @@ def _fight(incident: Incident, escalation: Escalation) -> str:
     )
 
 
-def headline(incident: Incident) -> str:
-    """The first line of every rendering: service, drift, action, answer."""
+def _headline(incident: Incident, quote: Quote) -> str:
     name = incident.service
-    start = f"{name.service} ({name.full}): {_what(incident)}"
+    what = _what(incident, quote)
+    start = f"{name.service} ({name.full}): {what}"
     if incident.escalation is not None:
-        start = (
-            _fight(incident, incident.escalation) + f". This time: {_what(incident)}"
-        )
+        start = _fight(incident, incident.escalation, quote) + f". This time: {what}"
     if incident.action == Action.RESTORED:
         took = _restore_seconds(incident)
         outcome = "restored" + (f" in {_seconds(took)}" if took is not None else "")
     elif incident.action == Action.REPORTED:
         outcome = "report mode: not changed"
     elif incident.action == Action.FAILED:
-        outcome = f"NOT restored: {_cut(incident.error or 'unknown error', 200)}"
+        error = _cut(quote(incident.error or "unknown error"), 200)
+        outcome = f"NOT restored: {error}"
     else:
         outcome = "nothing to do"
-    clause = _probe_clause(incident)
+    clause = _probe_clause(incident, quote)
     return f"{start} — {outcome}" + (f"; {clause}" if clause else "")
 
 
-def _chain(change: Change) -> str:
+def headline(incident: Incident) -> str:
+    """The first line of every rendering: service, drift, action, answer."""
+    return _headline(incident, _keep)
+
+
+def _chain(change: Change, quote: Quote) -> str:
     hops = [describe_principal(p) for p in change.delegation]
     if change.actor:
         hops.append(describe_principal(change.actor))
-    hops = [_cut(h, 200) for h in hops]
+    hops = [_cut(quote(h), 200) for h in hops]
     if len(hops) > _TEXT_HOPS:
         # Keep the origin first and the final identity last; count the middle.
         hops = [*hops[:2], f"… {len(hops) - 4} more hops …", *hops[-2:]]
     return " → ".join(hops)
 
 
-def _who(incident: Incident) -> list[tuple[str, str]]:
+def _who(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
     change = incident.change
+    attribution = (
+        _cut(quote(incident.attribution), _TEXT_FIELD) if incident.attribution else ""
+    )
     if change is None:
         facts = [("who", "not yet known (no audit entry found yet)")]
-        if incident.attribution:
-            facts.append(("attribution", _cut(incident.attribution, _TEXT_FIELD)))
+        if attribution:
+            facts.append(("attribution", attribution))
         return facts
-    actor = _cut(describe_principal(change.actor), 200)
+    actor = _cut(quote(describe_principal(change.actor)), 200)
     facts = []
     if change.failed:
         # A failed call changed nothing (PITFALLS 7): it is context, not a culprit.
-        status = _cut(change.status_message or "no reason given", 200)
+        status = _cut(quote(change.status_message or "no reason given"), 200)
+        method = _cut(quote(change.method), 200)
         facts.append(
             (
                 "who",
                 f"not known; the last attempt was DENIED: {actor} called "
-                f"{change.method} and it failed ({status}), so it changed nothing",
+                f"{method} and it failed ({status}), so it changed nothing",
             )
         )
     else:
         facts.append(("who", actor))
     if change.delegation:
-        facts.append(("through", _chain(change)))
+        facts.append(("through", _chain(change, quote)))
     if change.time is not None:
         facts.append(
             (
@@ -287,30 +370,33 @@ def _who(incident: Incident) -> list[tuple[str, str]]:
                 f"({_relative(change.time, incident.detected_at)})",
             )
         )
-    where = _cut(change.caller_ip, 100) if change.caller_ip else "unknown address"
+    where = (
+        _cut(quote(change.caller_ip), 100) if change.caller_ip else "unknown address"
+    )
     if change.user_agent:
-        where += f" via {describe_user_agent(change.user_agent)}"
+        # Quoted before it is read: its own cut marker stays ours.
+        where += f" via {describe_user_agent(quote(change.user_agent))}"
     facts.append(("from", where))
     method = change.method + (
         f" (insert id {change.insert_id})" if change.insert_id else ""
     )
-    facts.append(("method", _cut(method, _TEXT_FIELD)))
+    facts.append(("method", _cut(quote(method), _TEXT_FIELD)))
     for verb, delta in (("removed", change.removed), ("added", change.added)):
         if delta:
             roles = "; ".join(
-                f"{role}: {_list(members, _TEXT_MEMBERS)}"
+                f"{quote(role)}: {_list(members, _TEXT_MEMBERS, quote)}"
                 for role, members in list(delta.items())[:_TEXT_MEMBERS]
             )
             roles = _cut(roles, _TEXT_FIELD * 3)
             if len(delta) > _TEXT_MEMBERS:
                 roles += f" … and {len(delta) - _TEXT_MEMBERS} more roles"
             facts.append((verb, roles))
-    if incident.attribution:
-        facts.append(("attribution", _cut(incident.attribution, _TEXT_FIELD)))
+    if attribution:
+        facts.append(("attribution", attribution))
     return facts
 
 
-def _health(incident: Incident) -> list[tuple[str, str]]:
+def _health(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
     probe = incident.probe
     if probe is None:
         if incident.action == Action.RESTORED:
@@ -321,7 +407,7 @@ def _health(incident: Incident) -> list[tuple[str, str]]:
         answer = f"{probe.status} ({answer})"
     text = f"{answer} in {_seconds(probe.seconds)}"
     if probe.detail:
-        text += f": {_cut(probe.detail, _TEXT_FIELD)}"
+        text += f": {_cut(quote(probe.detail), _TEXT_FIELD)}"
     if probe.result == ProbeResult.FORBIDDEN and incident.action == Action.RESTORED:
         text += (
             ". The policy read back is restored; IAM can take minutes to propagate "
@@ -331,26 +417,27 @@ def _health(incident: Incident) -> list[tuple[str, str]]:
     return [("health", text)]
 
 
-def _details(incident: Incident) -> list[tuple[str, str]]:
+def _details(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
     facts = []
     if incident.repeat:
-        facts.append(("repeat", _cut(incident.repeat, _TEXT_FIELD)))
-    facts.extend(_who(incident))
-    facts.extend(_health(incident))
+        facts.append(("repeat", _cut(quote(incident.repeat), _TEXT_FIELD)))
+    facts.extend(_who(incident, quote))
+    facts.extend(_health(incident, quote))
     if incident.error and len(incident.error) > 200:
-        facts.append(("error", _cut(incident.error, _TEXT_FIELD * 5)))
+        facts.append(("error", _cut(quote(incident.error), _TEXT_FIELD * 5)))
     if incident.timings:
         steps = ", ".join(
-            f"{_cut(step, 40)} {_seconds(seconds)}"
+            f"{_cut(quote(step), 40)} {_seconds(seconds)}"
             for step, seconds in list(incident.timings.items())[:_TEXT_STEPS]
         )
         if len(incident.timings) > _TEXT_STEPS:
             steps += f" … and {len(incident.timings) - _TEXT_STEPS} more steps"
         facts.append(("timings", steps))
+    trigger = _cut(quote(incident.trigger), 80)
     facts.append(
         (
             "detected",
-            f"{_when(incident.detected_at)} (trigger: {_cut(incident.trigger, 80)}; "
+            f"{_when(incident.detected_at)} (trigger: {trigger}; "
             f"mode: {incident.mode})",
         )
     )
@@ -360,25 +447,29 @@ def _details(incident: Incident) -> list[tuple[str, str]]:
 # --- recoveries ------------------------------------------------------------------
 
 
-def recovery_headline(recovery: Recovery) -> str:
-    """The first line of a recovery: service, how long it was broken, the fix."""
+def _recovery_headline(recovery: Recovery, quote: Quote) -> str:
     name = recovery.service
     span = _utc(recovery.recovered_at) - _utc(recovery.broken_since)
     checks = f"{recovery.checks} check" + ("" if recovery.checks == 1 else "s")
     return (
         f"{name.service} ({name.full}): recovered after {describe_span(span)} "
-        f"({checks} found it broken) — {_cut(recovery.fixed_by, 300)}"
+        f"({checks} found it broken) — {_cut(quote(recovery.fixed_by), 300)}"
     )
 
 
-def _recovery_details(recovery: Recovery) -> list[tuple[str, str]]:
+def recovery_headline(recovery: Recovery) -> str:
+    """The first line of a recovery: service, how long it was broken, the fix."""
+    return _recovery_headline(recovery, _keep)
+
+
+def _recovery_details(recovery: Recovery, quote: Quote) -> list[tuple[str, str]]:
     return [
-        ("problem", _cut(recovery.problem, _TEXT_FIELD * 2)),
+        ("problem", _cut(quote(recovery.problem), _TEXT_FIELD * 2)),
         ("broken since", _when(recovery.broken_since)),
         (
             "recovered",
             f"{_when(recovery.recovered_at)} (trigger: "
-            f"{_cut(recovery.trigger, 80)}; mode: {recovery.mode})",
+            f"{_cut(quote(recovery.trigger), 80)}; mode: {recovery.mode})",
         ),
     ]
 
@@ -408,16 +499,20 @@ def _recovery_json(recovery: Recovery) -> dict[str, Any]:
 # --- renderings ------------------------------------------------------------------
 
 
+def _lines(alert: Alert, quote: Quote) -> str:
+    if isinstance(alert, Recovery):
+        lines = [_recovery_headline(alert, quote)]
+        facts = _recovery_details(alert, quote)
+    else:
+        lines = [_headline(alert, quote)]
+        facts = _details(alert, quote)
+    lines.extend(f"{label}: {value}" for label, value in facts)
+    return "\n".join(lines)
+
+
 def render_text(alert: Alert) -> str:
     """The readable summary: the headline, then who, when, from where, timings."""
-    if isinstance(alert, Recovery):
-        lines = [recovery_headline(alert)]
-        lines.extend(f"{label}: {value}" for label, value in _recovery_details(alert))
-        return "\n".join(lines)
-    incident = alert
-    lines = [headline(incident)]
-    lines.extend(f"{label}: {value}" for label, value in _details(incident))
-    return "\n".join(lines)
+    return _lines(alert, _keep)
 
 
 def _escape_mrkdwn(text: str) -> str:
@@ -439,14 +534,14 @@ def render_slack(alert: Alert) -> dict[str, Any]:
     if isinstance(alert, Recovery):
         title = f"Public access recovered: {alert.service.service}"
         first = recovery_headline(alert)
-        facts = _recovery_details(alert)
+        facts = _recovery_details(alert, _keep)
     else:
         header = _HEADERS[alert.action]
         if alert.escalation is not None:
             header = "Public access keeps being undone"
         title = f"{header}: {alert.service.service}"
         first = headline(alert)
-        facts = _details(alert)
+        facts = _details(alert, _keep)
     details = [
         f"*{label}:* {_escape_mrkdwn(value)}"
         for label, value in facts
@@ -487,8 +582,12 @@ def render_slack(alert: Alert) -> dict[str, Any]:
 
 
 def render_chat(alert: Alert) -> dict[str, Any]:
-    """Google Chat: one text message within its 4,096-character limit."""
-    return {"text": _cut(render_text(alert), CHAT_TEXT_LIMIT)}
+    """Google Chat: one text message within its 4,096-character limit.
+
+    The plain text, with every caller-controlled field shown as text rather than
+    read as markup or a mention (see `_escape_chat`).
+    """
+    return {"text": _cut(_lines(alert, _escape_chat), CHAT_TEXT_LIMIT)}
 
 
 def _json_list(
@@ -608,6 +707,14 @@ _RENDERERS = {"slack": render_slack, "chat": render_chat, "json": render_json}
 
 
 # --- delivery --------------------------------------------------------------------
+#
+# A webhook URL carries its credential in the path, and an HTTP library's error
+# messages, a receiver's error body and urllib3's own records all repeat it, in
+# any spelling and cut anywhere. So a webhook failure is described only by facts
+# that cannot hold it: the channel name, the status code and its standard reason
+# phrase, the number of attempts, and for an exception a fixed description chosen
+# by its class. The scrubber below is a second line: it also guards urllib3's own
+# records, which the watchdog does not write.
 
 
 @dataclass(frozen=True)
@@ -619,92 +726,293 @@ class DeliveryResult:
     detail: str = ""
 
 
-def _root_cause(error: BaseException) -> str:
-    """The innermost OS-level reason behind a wrapped network error."""
-    found = ""
-    current: BaseException | None = error
-    for _ in range(10):
-        if current is None:
-            break
-        if isinstance(current, OSError) and current.strerror:
-            found = current.strerror
-        nested = (
-            current.__cause__ or current.__context__ or getattr(current, "reason", None)
+class _RetriesExhausted(MaxRetryError):
+    """urllib3's "giving up", saying how many attempts were made."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        url: str | None,
+        reason: Exception | None,
+        attempts: int,
+    ) -> None:
+        super().__init__(pool, url, reason)
+        self.attempts = attempts
+
+
+class _CountingRetry(Retry):
+    """urllib3's retry policy, unchanged, except that giving up counts attempts."""
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        try:
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+        except MaxRetryError as exhausted:
+            # Every earlier attempt left one entry in the history.
+            raise _RetriesExhausted(
+                exhausted.pool,
+                exhausted.url,
+                exhausted.reason,
+                attempts=len(self.history) + 1,
+            ) from exhausted.reason
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt" + ("" if count == 1 else "s")
+
+
+def _describe_answer(status: int, attempts: int) -> str:
+    """ "answered 503 Service Unavailable (4 attempts)": no byte of the body."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "(not a standard status)"
+    text = f"answered {status} {phrase}"
+    if 300 <= status < 400:
+        text += (
+            ", a redirect: not followed, since it would send the alert somewhere "
+            "not configured"
         )
-        if (
-            nested is None
-            and current.args
-            and isinstance(current.args[0], BaseException)
-        ):
-            nested = current.args[0]
-        current = nested if isinstance(nested, BaseException) else None
-    return found or type(error).__name__
+    return f"{text} ({_attempts(attempts)})"
 
 
-def _secret_forms(url: str) -> list[str]:
-    """Every spelling of the webhook URL (or its path) that a message could hold."""
-    parts = urlsplit(url)
-    path_query = parts.path + (f"?{parts.query}" if parts.query else "")
-    forms = {
-        url,
-        requote_uri(url),
-        url.split("://", 1)[-1],
-        parts.netloc + parts.path,
-        path_query,
-        requote_uri(path_query),
-        parts.path,
-        requote_uri(parts.path),
-        parts.query,
-    }
-    if "@" in parts.netloc:
-        forms.add(parts.netloc)
-    # A bare "/" or a one-letter path would redact every message; it is no secret.
-    return sorted((f for f in forms if len(f) > 2), key=len, reverse=True)
+def _wrapped(error: BaseException) -> list[BaseException]:
+    """`error` and every exception inside it: causes, contexts, reasons, args."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending and len(found) < 20:
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        inner = (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *current.args,
+        )
+        pending.extend(e for e in inner if isinstance(e, BaseException))
+    return found
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "<webhook URL>")
-    return text
+# Checked in order, so the most telling class wins: a refused connection is also
+# a NewConnectionError, which urllib3 derives from ConnectTimeoutError.
+_FAILURES: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    ((requests.TooManyRedirects,), "too many redirects"),
+    ((NameResolutionError, socket.gaierror), "DNS lookup of the webhook host failed"),
+    (
+        (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError),
+        "TLS error",
+    ),
+    ((requests.exceptions.ProxyError, urllib3.exceptions.ProxyError), "proxy error"),
+    ((ConnectionRefusedError,), "connection refused"),
+    (
+        (ReadTimeoutError, requests.ReadTimeout),
+        "read timeout: no answer within {timeout:g} s; the alert may have arrived",
+    ),
+    (
+        (requests.ConnectTimeout,),
+        "connect timeout: no connection within {timeout:g} s",
+    ),
+    (
+        (
+            ConnectionResetError,
+            ConnectionAbortedError,
+            BrokenPipeError,
+            RemoteDisconnected,
+            ProtocolError,
+        ),
+        "connection reset or closed by the webhook host",
+    ),
+    (
+        (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ),
+        "broken answer",
+    ),
+    ((requests.exceptions.RetryError,), "gave up after retries"),
+    ((requests.Timeout,), "timed out after {timeout:g} s"),
+)
+_INVALID_URL = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+    LocationValueError,
+)
+
+
+def _describe_webhook_error(error: BaseException, timeout: float) -> str:
+    """A fixed description of a failed webhook post, chosen by exception class.
+
+    Never the exception's message: requests and urllib3 put the URL in theirs.
+    """
+    wrapped = _wrapped(error)
+    if any(isinstance(e, _INVALID_URL) for e in wrapped):
+        return "invalid webhook URL (value not shown); nothing was sent"
+    what = ""
+    for kinds, description in _FAILURES:
+        if any(isinstance(e, kinds) for e in wrapped):
+            what = description.format(timeout=timeout)
+            break
+    if not what:
+        # os.strerror gives the system's fixed words for the number, never a URL.
+        numbered = [e.errno for e in wrapped if isinstance(e, OSError) and e.errno]
+        if numbered:
+            what = f"could not connect: {os.strerror(numbered[-1])}"
+        else:
+            what = f"request failed ({type(error).__name__})"
+    counts = [e.attempts for e in wrapped if isinstance(e, _RetriesExhausted)]
+    return f"{what} ({_attempts(counts[0])})" if counts else what
+
+
+_REDACTED = "<webhook URL>"
+# No run of this many characters of the URL's path or query survives a scrub, so
+# a piece cut from either end of the URL is caught too. NB: a common word in the
+# path ("/services/" in Slack's) is then also hidden in urllib3's records of
+# other requests; a readable log line is worth less than a leaked credential.
+_PIECE = 8
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _spellings(text: str) -> set[str]:
+    """`text` raw, percent-decoded and percent-encoded, each also JSON-escaped.
+
+    JSON-escaped as PHP's json_encode writes it by default: "\\/" and "\\u00e9".
+    """
+    decoded = unquote(text)
+    found: set[str] = set()
+    for spelling in {
+        text,
+        decoded,
+        requote_uri(text),
+        quote(decoded, safe="/?&=;:@"),
+        quote(decoded, safe=""),
+    }:
+        escaped = json.dumps(spelling)[1:-1]
+        found |= {spelling, escaped}
+        found |= {spelling.replace("/", "\\/"), escaped.replace("/", "\\/")}
+    return found
+
+
+@dataclass(frozen=True)
+class _Secrets:
+    """What a scrub hides: every spelling of a webhook URL, any piece of its path."""
+
+    whole: frozenset[str] = frozenset()
+    pieces: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, url: str) -> _Secrets:
+        """The secrets of one webhook URL: its path, query and any user info."""
+        parts = urlsplit(url)
+        path_query = parts.path + (f"?{parts.query}" if parts.query else "")
+        private = {path_query, parts.path, parts.query}
+        if "@" in parts.netloc:
+            private.add(parts.netloc.rsplit("@", 1)[0])
+        whole = {url, url.split("://", 1)[-1], parts.netloc + path_query, *private}
+        spelled = {s for text in whole for s in _spellings(text)}
+        pieces = {
+            s.translate(_ASCII_LOWER)[start : start + _PIECE]
+            for text in private
+            for s in _spellings(text)
+            for start in range(len(s) - _PIECE + 1)
+        }
+        # A bare "/" or a one-letter path would hide every message; it is no secret.
+        return cls(frozenset(s for s in spelled if len(s) > 2), frozenset(pieces))
+
+    def __or__(self, other: _Secrets) -> _Secrets:
+        return _Secrets(self.whole | other.whole, self.pieces | other.pieces)
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str] | None:
+        ordered = sorted(self.whole, key=len, reverse=True)
+        if not ordered:
+            return None
+        return re.compile("|".join(re.escape(s) for s in ordered), re.IGNORECASE)
+
+    def scrub(self, text: str) -> str:
+        """`text` with the URL and any piece of its path hidden; scrub, then cut."""
+        if self._pattern is not None:
+            text = self._pattern.sub(_REDACTED, text)
+        folded = text.translate(_ASCII_LOWER)
+        hidden = [False] * len(text)
+        for start in range(len(text) - _PIECE + 1):
+            if folded[start : start + _PIECE] in self.pieces:
+                hidden[start : start + _PIECE] = [True] * _PIECE
+        if not any(hidden):
+            return text
+        return "".join(
+            _REDACTED if secret else "".join(char for _, char in run)
+            for secret, run in groupby(
+                zip(hidden, text, strict=True), key=itemgetter(0)
+            )
+        )
 
 
 class _RedactSecrets(logging.Filter):
     """Scrubs webhook URLs from urllib3's own records ("Retrying ... /services/...").
 
-    urllib3 logs the request path of every retry at WARNING; with no handler
-    configured, Python prints that to stderr, which Cloud Logging keeps.
+    urllib3 logs the request path of every retry at WARNING (and the full URL at
+    DEBUG); with no handler configured, Python prints that to stderr, which Cloud
+    Logging keeps. The whole message is scrubbed as formatted, before any handler
+    could cut it.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: list[str] = []
+        self._secrets = _Secrets()
         self._lock = threading.Lock()
 
-    def add(self, secrets: Iterable[str]) -> None:
+    def add(self, secrets: _Secrets) -> None:
         with self._lock:
-            merged = set(self._secrets) | set(secrets)
-            self._secrets = sorted(merged, key=len, reverse=True)
+            self._secrets = self._secrets | secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = self._secrets
-        if secrets:
-            message = record.getMessage()
-            redacted = _redact(message, secrets)
-            if redacted != message:
-                record.msg = redacted
-                record.args = None
+        message = record.getMessage()
+        scrubbed = secrets.scrub(message)
+        if scrubbed != message:
+            record.msg = scrubbed
+            record.args = None
+        if record.exc_info:
+            # A traceback repeats the exception messages, URL included.
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = secrets.scrub(text)
+            record.exc_info = None
         return True
 
 
-_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3")
+# A logger's filter sees only records made on that very logger, not its children's.
+_URLLIB3_LOGGERS = (
+    "urllib3",
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
 _redact_filter = _RedactSecrets()
 _filter_lock = threading.Lock()
 
 
-def _install_redaction(secrets: Iterable[str]) -> None:
+def _install_redaction(secrets: _Secrets) -> None:
     _redact_filter.add(secrets)
     with _filter_lock:
-        for name in _URLLIB3_LOGGERS:
+        names = set(_URLLIB3_LOGGERS) | {
+            name
+            for name in logging.Logger.manager.loggerDict
+            if name.startswith("urllib3.")
+        }
+        for name in sorted(names):
             logger = logging.getLogger(name)
             if _redact_filter not in logger.filters:
                 logger.addFilter(_redact_filter)
@@ -728,8 +1036,8 @@ class AlertSender:
                 f"{', '.join(ALERT_FORMATS)}"
             )
         self._webhook_url = webhook_url
-        self._secrets = _secret_forms(webhook_url) if webhook_url else []
-        if self._secrets:
+        self._secrets = _Secrets.of(webhook_url) if webhook_url else _Secrets()
+        if webhook_url:
             _install_redaction(self._secrets)
         self.alert_format = alert_format
         self.topic = topic
@@ -757,10 +1065,19 @@ class AlertSender:
         if isinstance(incident, Incident) and incident.suppressed:
             return results
         if self._webhook_url:
-            results.append(self._deliver(self.webhook_channel, self._post, incident))
+            results.append(
+                self._deliver(
+                    self.webhook_channel, self._post, self._describe_post, incident
+                )
+            )
         if self.topic:
             results.append(
-                self._deliver(f"pubsub ({self.topic})", self._publish, incident)
+                self._deliver(
+                    f"pubsub ({self.topic})",
+                    self._publish,
+                    self._describe_publish,
+                    incident,
+                )
             )
         return results
 
@@ -797,24 +1114,20 @@ class AlertSender:
         self,
         channel: str,
         deliver: Callable[[str, Alert], DeliveryResult],
+        describe: Callable[[BaseException], str],
         incident: Alert,
     ) -> DeliveryResult:
         """Run one channel; whatever it raises becomes a failed result, logged."""
         try:
             result = deliver(channel, incident)
-        except (
-            requests.RequestException,
-            GoogleAPIError,
-            GoogleAuthError,
-            TimeoutError,
-        ) as error:
-            result = DeliveryResult(channel, False, self._describe(error))
         except Exception as error:  # noqa: BLE001
             # NB: deliberately broad. One channel must never take the others or
             # the reconcile step down; the incident is already in the log.
-            result = DeliveryResult(
-                channel, False, f"unexpected {self._describe(error)}"
-            )
+            result = DeliveryResult(channel, False, describe(error))
+        # Built from fixed words already; scrubbed whole all the same, in case.
+        result = DeliveryResult(
+            result.channel, result.ok, self._secrets.scrub(result.detail)
+        )
         if not result.ok:
             log.error(
                 "alert delivery through %s failed: %s",
@@ -830,24 +1143,22 @@ class AlertSender:
             )
         return result
 
-    def _describe(self, error: BaseException) -> str:
-        """What went wrong, in words, with every form of the webhook URL removed.
+    def _describe_post(self, error: BaseException) -> str:
+        """What went wrong with the webhook, by exception class only."""
+        return _describe_webhook_error(error, self.timeout)
 
-        requests puts the URL in its messages, so for its errors only the root
-        cause (e.g. "Connection refused") is kept, and redacted all the same.
-        """
-        if isinstance(error, requests.Timeout):
-            text = f"timed out after {self.timeout:g}s (retries included)"
-        elif isinstance(error, requests.ConnectionError):
-            text = f"could not connect (after retries): {_root_cause(error)}"
-        else:
-            text = f"{type(error).__name__}: {error}"
-        return _redact(_cut(text, 500), self._secrets)
+    def _describe_publish(self, error: BaseException) -> str:
+        """What went wrong with Pub/Sub: the API's own words, which name no webhook."""
+        if isinstance(error, TimeoutError) and not str(error):
+            return f"timed out after {self.timeout:g} s"
+        expected = isinstance(error, GoogleAPIError | GoogleAuthError | TimeoutError)
+        text = f"{'' if expected else 'unexpected '}{type(error).__name__}: {error}"
+        return _cut(self._secrets.scrub(text), 500)
 
     def _http(self) -> requests.Session:
         with self._lock:
             if self._session is None:
-                retry = Retry(
+                retry = _CountingRetry(
                     total=4,
                     connect=3,
                     # A read timeout may mean the post arrived; one more try risks
@@ -885,14 +1196,12 @@ class AlertSender:
             allow_redirects=False,
         )
         with response:
-            if 200 <= response.status_code < 300:
-                return DeliveryResult(channel, True, f"answered {response.status_code}")
-            body = _redact(_cut(response.text.strip(), 200), self._secrets)
+            # The body is never read into a result: a receiver may echo the URL.
+            retries = getattr(response.raw, "retries", None)
+            attempts = len(retries.history) + 1 if isinstance(retries, Retry) else 1
+            status = response.status_code
             return DeliveryResult(
-                channel,
-                False,
-                f"answered {response.status_code} after retries"
-                + (f": {body}" if body else ""),
+                channel, 200 <= status < 300, _describe_answer(status, attempts)
             )
 
     def _pubsub(self) -> PublisherClient:

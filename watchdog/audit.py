@@ -48,7 +48,7 @@ from google.protobuf import json_format, struct_pb2
 
 from watchdog import methods
 from watchdog.errors import MalformedInput
-from watchdog.model import Change, ServiceName
+from watchdog.model import INVOKER_ROLE, Change, ServiceName
 
 AUDIT_LOG_TYPE = "type.googleapis.com/google.cloud.audit.AuditLog"
 AUDIT_DATA_TYPE = "type.googleapis.com/google.iam.v1.logging.AuditData"
@@ -366,7 +366,39 @@ def _build_change(
         removed=removed,
         added=added,
         resource_name=audit_log.resource_name or None,
+        invoker_after=_invoker_after(payload),
     )
+
+
+def _invoker_after(payload: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Unconditional invoker members in the policy the call left, if shown.
+
+    The response is the policy as written; a request policy is what the caller
+    sent, which equals it for a successful SetIamPolicy. Neither is trusted to
+    choose a write: this only tells an alert which change explains a drift.
+    """
+    response = payload.get("response")
+    request = payload.get("request")
+    policy: Any = None
+    if isinstance(response, Mapping) and ("bindings" in response or "etag" in response):
+        policy = response
+    elif isinstance(request, Mapping) and isinstance(request.get("policy"), Mapping):
+        policy = request["policy"]
+    if policy is None:
+        return None
+    bindings = policy.get("bindings", [])
+    if not isinstance(bindings, list):
+        return None
+    members: list[str] = []
+    for binding in bindings:
+        if (
+            isinstance(binding, Mapping)
+            and binding.get("role") == INVOKER_ROLE
+            and not binding.get("condition")
+            and isinstance(binding.get("members"), list)
+        ):
+            members.extend(str(m) for m in binding["members"] if m not in members)
+    return tuple(members)
 
 
 def _hop_identity(hop: audit_log_pb2.ServiceAccountDelegationInfo) -> str | None:

@@ -57,7 +57,9 @@ def _any_of(values: tuple[str, ...] | list[str]) -> str:
     return "(" + " OR ".join(_quote(value) for value in values) + ")"
 
 
-def changes_filter(name: ServiceName, since: datetime) -> str:
+def changes_filter(
+    name: ServiceName, since: datetime, until: datetime | None = None
+) -> str:
     """The Logging filter for IAM-relevant Admin Activity entries about `name`.
 
     NB: a v1 entry can name the project by number (`namespaces/123.../services/S`);
@@ -72,6 +74,8 @@ def changes_filter(name: ServiceName, since: datetime) -> str:
         f"protoPayload.resourceName={_any_of([name.full, name.v1_name])}",
         f"timestamp>={_quote(format_time(since))}",
     ]
+    if until is not None:
+        terms.append(f"timestamp<={_quote(format_time(until))}")
     return " AND ".join(terms)
 
 
@@ -152,16 +156,21 @@ class AuditLogReader:
             ) from error
 
     def recent_changes(
-        self, name: ServiceName, *, since: datetime, limit: int = 10
+        self,
+        name: ServiceName,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        limit: int = 10,
     ) -> list[Change]:
-        """The newest IAM-relevant changes to `name` since `since`, newest first.
+        """The newest IAM-relevant changes to `name` in [since, until], newest first.
 
         Reads one page of at most `limit` entries. Entries the parser cannot use
         are skipped with a log line, so the list can be shorter than `limit`.
         """
         request = {
             "resource_names": [f"projects/{name.project}"],
-            "filter": changes_filter(name, since),
+            "filter": changes_filter(name, since, until),
             "order_by": "timestamp desc",
             "page_size": max(1, min(limit, MAX_PAGE_SIZE)),
         }

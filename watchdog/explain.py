@@ -100,6 +100,8 @@ def _change_fields(change: Change) -> dict[str, Any]:
         fields["removed"] = {role: list(m) for role, m in change.removed.items()}
     if change.added is not None:
         fields["added"] = {role: list(m) for role, m in change.added.items()}
+    if change.invoker_after is not None:
+        fields["invoker_after"] = list(change.invoker_after)
     return fields
 
 

@@ -156,6 +156,10 @@ class Change:
     removed: Mapping[str, tuple[str, ...]] | None = None
     added: Mapping[str, tuple[str, ...]] | None = None
     resource_name: str | None = None
+    # Members holding roles/run.invoker unconditionally once the call was done,
+    # from the entry's response policy (else its request policy); None when the
+    # entry shows no policy (UpdateService, ReplaceService, ...).
+    invoker_after: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

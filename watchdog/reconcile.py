@@ -86,7 +86,12 @@ class RunApiLike(Protocol):
 
 class AuditLogLike(Protocol):
     def recent_changes(
-        self, name: ServiceName, *, since: datetime, limit: int = 10
+        self,
+        name: ServiceName,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        limit: int = 10,
     ) -> list[Change]: ...
 
 
@@ -301,12 +306,13 @@ class Watchdog:
         action = Action.FAILED
         error = ""
         failure: WatchdogError | None = None
-        for attempt in range(MAX_WRITE_ATTEMPTS):
-            with clock.step("read"):
-                policy = self.run_api.get_policy(name)
-            drift = find_drift(policy, self.settings.desired)
-            if not drift:
-                if first_drift is None:
+        retryable = False
+        try:
+            for attempt in range(MAX_WRITE_ATTEMPTS):
+                with clock.step("read"):
+                    policy = self.run_api.get_policy(name)
+                drift = find_drift(policy, self.settings.desired)
+                if not drift and first_drift is None:
                     log.info(
                         "%s is in sync",
                         name.service,
@@ -318,57 +324,66 @@ class Watchdog:
                         "found in sync: it was fixed outside the watchdog",
                     )
                     return Outcome(name, Action.NONE, recovery=recovery)
-                # Someone else repaired it between our read and our write: most
-                # often another instance handling the same drift (a tick and an
-                # audit event at once). Its outcome carries the alert; a second
-                # one would only page twice for one incident.
-                log.info(
-                    "%s was restored by another writer while the watchdog tried",
-                    name.service,
-                    extra={"fields": {"service": name.full, "in_sync": True}},
-                )
-                recovery = self._note_in_sync(
-                    name, trigger, "restored by another writer meanwhile"
-                )
-                return Outcome(
-                    name,
-                    Action.NONE,
-                    first_drift,
-                    detail="restored by another writer",
-                    recovery=recovery,
-                )
-            first_drift = first_drift or drift
-            if not self.settings.enforce:
-                action = Action.REPORTED
+                if not drift:
+                    # Restored between our read and our write. By another
+                    # instance handling the same drift, by a person, or by this
+                    # very write whose answer was lost and whose retry was then
+                    # refused on the etag. The drift was real either way: alert
+                    # (at worst twice in a race) rather than risk alerting never.
+                    log.info(
+                        "%s was already restored when read again after a conflict",
+                        name.service,
+                        extra={"fields": {"service": name.full, "in_sync": True}},
+                    )
+                    action, error, failure = Action.RESTORED, "", None
+                    break
+                first_drift = first_drift or drift
+                if not self.settings.enforce:
+                    action = Action.REPORTED
+                    break
+                try:
+                    with clock.step("write"):
+                        self.run_api.set_policy(name, repair_policy(policy, drift))
+                except EtagConflict as conflict:
+                    failure = conflict
+                    error = (
+                        f"the policy kept changing under the watchdog: {conflict} "
+                        f"({attempt + 1} of {MAX_WRITE_ATTEMPTS} attempts)"
+                    )
+                    log.warning(
+                        "policy of %s changed while restoring it; reading it again",
+                        name.service,
+                        extra={
+                            "fields": {"service": name.full, "attempt": attempt + 1}
+                        },
+                    )
+                    self.sleep(CONFLICT_BACKOFF * 2**attempt)
+                    continue
+                except PermanentError as refused:
+                    failure = refused
+                    error = str(refused)
+                    break
+                with clock.step("verify"):
+                    after = find_drift(
+                        self.run_api.get_policy(name), self.settings.desired
+                    )
+                if after:
+                    failure = None
+                    error = f"the policy read back after the write still lacks {after}"
+                else:
+                    action, error, failure = Action.RESTORED, "", None
                 break
-            try:
-                with clock.step("write"):
-                    self.run_api.set_policy(name, repair_policy(policy, drift))
-            except EtagConflict as conflict:
-                failure = conflict
-                error = (
-                    f"the policy kept changing under the watchdog: {conflict} "
-                    f"({attempt + 1} of {MAX_WRITE_ATTEMPTS} attempts)"
-                )
-                log.warning(
-                    "policy of %s changed while restoring it; reading it again",
-                    name.service,
-                    extra={"fields": {"service": name.full, "attempt": attempt + 1}},
-                )
-                self.sleep(CONFLICT_BACKOFF * 2**attempt)
-                continue
-            except PermanentError as refused:
-                failure = refused
-                error = str(refused)
-                break
-            with clock.step("verify"):
-                after = find_drift(self.run_api.get_policy(name), self.settings.desired)
-            if after:
-                failure = None
-                error = f"the policy read back after the write still lacks {after}"
-            else:
-                action = Action.RESTORED
-            break
+        except RetryableError as unavailable:
+            if first_drift is None:
+                raise  # nothing is known yet; ensure_public reports it
+            # The write may or may not have landed: say so, alert, and ask for
+            # redelivery. The next check finds it in sync (and the memory
+            # announces the recovery) or tries again.
+            action, failure, retryable = Action.FAILED, unavailable, True
+            error = (
+                "the Cloud Run Admin API stopped answering during the restore, "
+                f"so it is not confirmed: {unavailable}"
+            )
 
         assert first_drift is not None  # the loop returns early when in sync
         if action == Action.REPORTED:
@@ -382,7 +397,7 @@ class Watchdog:
             with clock.step("probe"):
                 probe = self.prober(info.uri, self.settings.health_path)
         with clock.step("attribute"):
-            found, attribution = self._attribute(name, change, detected_at)
+            found, attribution = self._attribute(name, change, first_drift, detected_at)
         incident = Incident(
             service=name,
             drift=first_drift,
@@ -399,7 +414,13 @@ class Watchdog:
         )
         incident, recovery = self._announce(incident)
         return Outcome(
-            name, action, first_drift, incident, detail=error, recovery=recovery
+            name,
+            action,
+            first_drift,
+            incident,
+            detail=error,
+            retryable=retryable,
+            recovery=recovery,
         )
 
     def _announce(self, incident: Incident) -> tuple[Incident, Recovery | None]:
@@ -448,20 +469,52 @@ class Watchdog:
             return None
 
     def _attribute(
-        self, name: ServiceName, change: Change | None, detected_at: datetime
+        self,
+        name: ServiceName,
+        change: Change | None,
+        drift: Drift,
+        detected_at: datetime,
     ) -> tuple[Change | None, str]:
-        """Who made the change: from the event, else the newest audit entry."""
-        if change is not None:
+        """Who made the change: the event's entry, else one found in Cloud Logging.
+
+        An entry names the cause only if the policy it shows explains the drift,
+        only if the entry before it does not (else the drift was older), and
+        only if it is newer than the watchdog's own last write. When no entry
+        qualifies, the actor is "not yet known" rather than a guess (PITFALLS 10).
+        """
+        if change is not None and self._explains(change, drift) is not False:
             return change, "from the audit event that triggered this check"
         since = detected_at - ATTRIBUTION_WINDOW
         try:
-            candidates = self.audit_log.recent_changes(name, since=since)
+            # NB: entries up to the moment the drift was found, so this check's
+            # own restore is not among them and every watchdog entry that is
+            # marks an earlier restore. A clock skew can only hide an entry
+            # (the actor stays "not yet known"), never blame the wrong one.
+            candidates = self.audit_log.recent_changes(
+                name, since=since, until=detected_at
+            )
         except (RetryableError, PermanentError) as error:
             return None, f"not yet known: the audit log could not be read ({error})"
-        for candidate in candidates:
-            if candidate.failed or self._is_own(candidate):
-                continue
-            how = "from Cloud Logging: the newest change to this service"
+        readable = [c for c in candidates if not c.failed]  # newest first
+        for index, candidate in enumerate(readable):
+            if self._is_own(candidate):
+                break  # older entries predate the watchdog's last restore
+            explains = self._explains(candidate, drift)
+            if explains is False:
+                continue  # a change that left the invoker role as desired
+            if explains is None:
+                how = (
+                    "from Cloud Logging: the newest change to this service (its "
+                    "entry shows no policy, so it may not be the cause)"
+                )
+            else:
+                before = next(
+                    (o for o in readable[index + 1 :] if o.invoker_after is not None),
+                    None,
+                )
+                if before is not None and self._explains(before, drift):
+                    continue  # the policy was already so before this change
+                how = "from Cloud Logging: the change that left the policy so"
             if candidate.time and detected_at - candidate.time > AUDIT_FEED_GRACE:
                 late = (detected_at - candidate.time).total_seconds() / 60
                 how += (
@@ -479,14 +532,29 @@ class Watchdog:
                 )
             return candidate, how
         return None, (
-            "not yet known: no audit entry for this service since "
-            f"{since:%Y-%m-%d %H:%M} UTC (entries can take minutes to arrive; "
-            "the audit event, when it comes, is logged with the actor)"
+            "not yet known: no audit entry since the watchdog's last write, or "
+            f"since {since:%Y-%m-%d %H:%M} UTC, explains it (entries can take "
+            "minutes to arrive; the audit event, when it comes, is logged with "
+            "the actor)"
+        )
+
+    def _explains(self, change: Change, drift: Drift) -> bool | None:
+        """Does the policy an entry shows account for the drift? None: not shown."""
+        after = change.invoker_after
+        if after is None:
+            return None
+        return any(m not in after for m in drift.missing) or any(
+            m in after for m in drift.forbidden
         )
 
     def _is_own(self, change: Change) -> bool:
+        """A write the watchdog made itself: its account, impersonated by no one.
+
+        Someone impersonating the watchdog's account shows up with a delegation
+        chain, and is treated (and named) as who they are.
+        """
         own = self.settings.self_principal
-        return own is not None and change.actor == own
+        return own is not None and change.actor == own and not change.delegation
 
 
 def _change_fields(change: Change) -> dict[str, object]:
