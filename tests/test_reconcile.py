@@ -609,3 +609,96 @@ def test_someone_impersonating_the_watchdog_is_checked_and_named(
     assert outcome.incident is not None
     assert outcome.incident.change is not None
     assert outcome.incident.change.origin == "mallory@example.com"
+
+
+def test_an_unrelated_event_does_not_take_the_blame_for_an_earlier_removal(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    # Alice's removal reaches Cloud Logging, but its event is lost.
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="alice@example.com"
+    )
+    sandbox.change_members(
+        SHOP, add={"roles/run.viewer": ["user:x@example.com"]}, principal="bob@ex.com"
+    )
+
+    (outcome,) = make_watchdog().handle(last_event(sandbox))  # Bob's event
+
+    assert outcome.incident is not None
+    assert outcome.incident.change is not None
+    assert outcome.incident.change.actor == "alice@example.com"
+
+
+def test_a_late_event_does_not_blame_its_actor_for_a_newer_removal(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    watchdog = make_watchdog()
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="alice@example.com"
+    )
+    alices_event = last_event(sandbox)
+    watchdog.handle(Tick(source="test"))  # restores
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="bob@example.com"
+    )
+
+    (outcome,) = watchdog.handle(alices_event)  # delivered again, late
+
+    assert outcome.incident is not None
+    assert outcome.incident.change is not None
+    assert outcome.incident.change.actor == "bob@example.com"
+
+
+def test_a_policy_change_is_named_before_a_newer_service_update(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog
+) -> None:
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="alice@example.com"
+    )
+    sandbox.set_invoker_iam_disabled(SHOP, False, principal="bob@example.com")
+
+    outcomes = make_watchdog().handle(Tick(source="test"))
+
+    incident = next(o.incident for o in outcomes if o.service == SHOP)
+    assert incident is not None
+    assert incident.change is not None
+    assert incident.change.actor == "alice@example.com"
+
+
+def test_a_service_the_watchdog_cannot_read_pages_once(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    watchdog = make_watchdog()
+    sandbox.faults.fail("GetIamPolicy", "PERMISSION_DENIED", times=100)
+
+    first = watchdog.handle(Tick(source="test"))
+    second = watchdog.handle(Tick(source="test"))
+
+    assert all(o.action == Action.FAILED for o in first + second)
+    alerts = webhook.wait_for(2, 5)  # one per service, the second tick quiet
+    assert len(webhook.alerts) == 2
+    assert all("could not check" in alert.text for alert in alerts)
+
+
+def test_a_new_removal_during_an_open_problem_is_paged_not_folded_into_recovery(
+    sandbox: Sandbox, make_watchdog: BuildWatchdog, webhook: WebhookReceiver
+) -> None:
+    watchdog = make_watchdog()
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="alice@example.com"
+    )
+    sandbox.faults.fail("SetIamPolicy", "UNAVAILABLE", times=50)
+    watchdog.handle(last_event(sandbox))  # fails, alerts
+    sandbox.faults.clear()
+    sandbox.change_members(
+        SHOP, add={INVOKER_ROLE: ["allUsers"]}, principal="carol@example.com"
+    )
+    sandbox.change_members(
+        SHOP, remove={INVOKER_ROLE: ["allUsers"]}, principal="mallory@example.com"
+    )
+
+    (outcome,) = watchdog.handle(Tick(source="test"))[1:]
+
+    assert outcome.action == Action.RESTORED
+    texts = [alert.text for alert in webhook.wait_for(3, 5)]
+    assert any("who: mallory@example.com" in text for text in texts)

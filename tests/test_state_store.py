@@ -135,3 +135,19 @@ def test_memory_store_round_trips_and_keeps_services_apart() -> None:
     store.transact(SHOP, put(RECORD))
     assert store.transact(SHOP, read) == RECORD
     assert store.transact(PUBLIC_API, read) == ServiceRecord()
+
+
+def test_unreadable_firestore_record_is_replaced_not_fatal(
+    firestore_store: FirestoreStateStore,
+) -> None:
+    from watchdog.state_store import document_id
+
+    client = firestore_store._firestore()
+    reference = client.collection(firestore_store.collection).document(
+        document_id(SHOP)
+    )
+    # Written by another version: the problem lacks fields this one needs.
+    reference.set({"problem": {"fingerprint": "x", "since": "2025-01-01T00:00:00Z"}})
+
+    assert firestore_store.transact(SHOP, put(RECORD)) == ServiceRecord()
+    assert firestore_store.transact(SHOP, read) == RECORD

@@ -27,6 +27,7 @@ from typing import Any
 
 from watchdog.errors import (
     EtagConflict,
+    MalformedInput,
     PermissionDenied,
     PolicyRejected,
     ServiceNotFound,
@@ -278,15 +279,20 @@ def _restored(
     record: ServiceRecord, incident: Incident, now: datetime, rules: Rules
 ) -> Verdict:
     recovery = None
+    fresh_cause = False
     if record.problem is not None:
         recovery = _recovery(
             record.problem, incident, now, "the watchdog restored it: " + _fix(incident)
         )
+        # A change made after the problem began is a new incident of its own
+        # (someone fixed it, then someone else broke it): it pages too.
+        changed_at = incident.change.time if incident.change else None
+        fresh_cause = changed_at is not None and changed_at > record.problem.since
         record = replace(record, problem=None)
     key = actor_key(incident)
     if key is None:
         # Nobody to hold responsible (yet): no fight can be counted.
-        return _announce(record, incident, recovery)
+        return _announce(record, incident, recovery, fresh_cause)
     tool = tool_name(incident.change.user_agent if incident.change else None)
     restores = (*record.restores, RestoreRecord(now, key, tool))
     restores = restores[-MAX_REMEMBERED_RESTORES:]
@@ -305,14 +311,17 @@ def _restored(
         escalation = Escalation(key, len(mine), mine[0].at, tools)
         record = replace(record, escalated={**record.escalated, key: now})
         return Verdict(record, replace(incident, escalation=escalation), recovery)
-    return _announce(record, incident, recovery)
+    return _announce(record, incident, recovery, fresh_cause)
 
 
 def _announce(
-    record: ServiceRecord, incident: Incident, recovery: Recovery | None
+    record: ServiceRecord,
+    incident: Incident,
+    recovery: Recovery | None,
+    fresh_cause: bool = False,
 ) -> Verdict:
-    if recovery is None:
-        return Verdict(record, incident)
+    if recovery is None or fresh_cause:
+        return Verdict(record, incident, recovery)
     # The recovery alert says what fixed it: the restore itself need not page too.
     note = "announced as the recovery of the earlier problem"
     return Verdict(record, replace(incident, suppressed=True, repeat=note), recovery)
@@ -366,7 +375,20 @@ def to_document(record: ServiceRecord) -> dict[str, Any]:
 
 
 def from_document(document: Mapping[str, Any] | None) -> ServiceRecord:
-    """The record stored as `to_document` wrote it; an empty record for None."""
+    """The record stored as `to_document` wrote it; an empty record for None.
+
+    Raises MalformedInput for a document this version cannot read (written by
+    another version, or by hand), so the caller can start afresh.
+    """
+    try:
+        return _read_document(document)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise MalformedInput(
+            f"stored record is unreadable ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _read_document(document: Mapping[str, Any] | None) -> ServiceRecord:
     if not document:
         return ServiceRecord()
     raw = document.get("problem")

@@ -276,22 +276,51 @@ class Watchdog:
                     recovery=recovery,
                 )
             return self._restore(name, info, trigger, change, clock, detected_at)
-        except RetryableError as error:
-            log.error(
-                "could not check %s, will retry: %s",
-                name.service,
-                error,
-                extra={"fields": {"service": name.full, "error": str(error)}},
-            )
-            return Outcome(name, Action.FAILED, detail=str(error), retryable=True)
-        except PermanentError as error:
-            log.error(
-                "could not check %s: %s",
-                name.service,
-                error,
-                extra={"fields": {"service": name.full, "error": str(error)}},
-            )
-            return Outcome(name, Action.FAILED, detail=str(error))
+        except (RetryableError, PermanentError) as error:
+            return self._cannot_check(name, trigger, clock, detected_at, error)
+
+    def _cannot_check(
+        self,
+        name: ServiceName,
+        trigger: str,
+        clock: _Stopwatch,
+        detected_at: datetime,
+        error: WatchdogError,
+    ) -> Outcome:
+        """The watchdog is blind to a service: that is an incident too.
+
+        Permission denied, a deleted service or an API that stays down leave a
+        service unguarded; saying so once (the memory keeps repeats quiet)
+        beats a log line nobody reads while the service may be broken.
+        """
+        retryable = isinstance(error, RetryableError)
+        log.error(
+            "could not check %s%s: %s",
+            name.service,
+            ", will retry" if retryable else "",
+            error,
+            extra={"fields": {"service": name.full, "error": str(error)}},
+        )
+        incident = Incident(
+            service=name,
+            drift=Drift(),
+            action=Action.FAILED,
+            detected_at=detected_at,
+            trigger=trigger,
+            error=f"the watchdog could not check the service: {error}",
+            timings=dict(clock.timings),
+            mode=self.settings.mode,
+            fingerprint=fingerprint_failure(error, str(error)),
+        )
+        incident, recovery = self._announce(incident)
+        return Outcome(
+            name,
+            Action.FAILED,
+            incident=incident,
+            detail=str(error),
+            retryable=retryable,
+            recovery=recovery,
+        )
 
     def _restore(
         self,
@@ -321,7 +350,8 @@ class Watchdog:
                     recovery = self._note_in_sync(
                         name,
                         trigger,
-                        "found in sync: it was fixed outside the watchdog",
+                        "found in sync: fixed since the last check (by someone "
+                        "else, or by an earlier restore that was not confirmed)",
                     )
                     return Outcome(name, Action.NONE, recovery=recovery)
                 if not drift:
@@ -475,68 +505,99 @@ class Watchdog:
         drift: Drift,
         detected_at: datetime,
     ) -> tuple[Change | None, str]:
-        """Who made the change: the event's entry, else one found in Cloud Logging.
+        """Who made the change, from Cloud Logging and the triggering event.
 
-        An entry names the cause only if the policy it shows explains the drift,
-        only if the entry before it does not (else the drift was older), and
-        only if it is newer than the watchdog's own last write. When no entry
-        qualifies, the actor is "not yet known" rather than a guess (PITFALLS 10).
+        The event's entry is one candidate among the newest entries in Cloud
+        Logging (it may not be queryable yet); a late, duplicate or unrelated
+        event gets no say beyond that. An entry is named when the policy it
+        shows explains the drift and the entry before it does not (else the
+        drift was older). An entry that shows no policy (a service update) is
+        named, with that caveat, only when no entry explains the drift. The
+        search stops at the watchdog's own last write: anything older happened
+        before the last restore. With nothing left, the actor is "not yet
+        known" rather than a guess (PITFALLS 10).
         """
-        if change is not None and self._explains(change, drift) is not False:
-            return change, "from the audit event that triggered this check"
+        # A project-number name matched a watched service by location and
+        # name only; such an event may be another project's and names no one.
+        event = change if change is not None and change.service == name else None
         since = detected_at - ATTRIBUTION_WINDOW
         try:
-            # NB: entries up to the moment the drift was found, so this check's
-            # own restore is not among them and every watchdog entry that is
-            # marks an earlier restore. A clock skew can only hide an entry
-            # (the actor stays "not yet known"), never blame the wrong one.
+            # NB: entries up to the moment the drift was found, so this
+            # check's own restore is not among them and every watchdog entry
+            # that is marks an earlier restore.
             candidates = self.audit_log.recent_changes(
                 name, since=since, until=detected_at
             )
         except (RetryableError, PermanentError) as error:
+            if event is not None and self._explains(event, drift) is not False:
+                return event, (
+                    "from the audit event that triggered this check (Cloud "
+                    f"Logging could not be read to confirm it: {error})"
+                )
             return None, f"not yet known: the audit log could not be read ({error})"
+        if event is not None and all(
+            c.insert_id != event.insert_id for c in candidates
+        ):
+            candidates = sorted(
+                [*candidates, event], key=lambda c: c.time or since, reverse=True
+            )
         readable = [c for c in candidates if not c.failed]  # newest first
+        unshown: Change | None = None
         for index, candidate in enumerate(readable):
             if self._is_own(candidate):
                 break  # older entries predate the watchdog's last restore
             explains = self._explains(candidate, drift)
-            if explains is False:
-                continue  # a change that left the invoker role as desired
             if explains is None:
-                how = (
-                    "from Cloud Logging: the newest change to this service (its "
-                    "entry shows no policy, so it may not be the cause)"
-                )
-            else:
-                before = next(
-                    (o for o in readable[index + 1 :] if o.invoker_after is not None),
-                    None,
-                )
-                if before is not None and self._explains(before, drift):
-                    continue  # the policy was already so before this change
-                how = "from Cloud Logging: the change that left the policy so"
-            if candidate.time and detected_at - candidate.time > AUDIT_FEED_GRACE:
-                late = (detected_at - candidate.time).total_seconds() / 60
-                how += (
-                    f". Its audit event never brought the watchdog, though the "
-                    f"entry is {late:.0f} min old: the log sink may be unable to "
-                    "publish (run python -m watchdog doctor)"
-                )
-                log.error(
-                    "audit feed looks dead: %s changed %s %.0f min ago and no "
-                    "audit event arrived",
-                    candidate.actor or "someone",
-                    name.service,
-                    late,
-                    extra={"fields": _change_fields(candidate) | {"feed_dead": True}},
-                )
-            return candidate, how
+                unshown = unshown or candidate
+                continue
+            if not explains:
+                continue  # a change that left the invoker role as desired
+            before = next(
+                (o for o in readable[index + 1 :] if o.invoker_after is not None),
+                None,
+            )
+            if before is not None and self._explains(before, drift):
+                continue  # the policy was already so before this change
+            return candidate, self._found(name, candidate, event, detected_at)
+        if unshown is not None:
+            how = self._found(name, unshown, event, detected_at)
+            return unshown, how + (
+                " (its entry shows no policy, so it may not be the cause)"
+            )
         return None, (
             "not yet known: no audit entry since the watchdog's last write, or "
             f"since {since:%Y-%m-%d %H:%M} UTC, explains it (entries can take "
             "minutes to arrive; the audit event, when it comes, is logged with "
             "the actor)"
         )
+
+    def _found(
+        self,
+        name: ServiceName,
+        found: Change,
+        event: Change | None,
+        detected_at: datetime,
+    ) -> str:
+        """How an actor was found, and whether the audit feed looks dead."""
+        if event is not None and found.insert_id == event.insert_id:
+            return "from the audit event that triggered this check"
+        how = "from Cloud Logging: the change that left the policy so"
+        if found.time and detected_at - found.time > AUDIT_FEED_GRACE:
+            late = (detected_at - found.time).total_seconds() / 60
+            how += (
+                f". Its audit event never brought the watchdog, though the "
+                f"entry is {late:.0f} min old: the log sink may be unable to "
+                "publish (run python -m watchdog doctor)"
+            )
+            log.error(
+                "audit feed looks dead: %s changed %s %.0f min ago and no "
+                "audit event arrived",
+                found.actor or "someone",
+                name.service,
+                late,
+                extra={"fields": _change_fields(found) | {"feed_dead": True}},
+            )
+        return how
 
     def _explains(self, change: Change, drift: Drift) -> bool | None:
         """Does the policy an entry shows account for the drift? None: not shown."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from google.api_core import exceptions
 from google.auth.exceptions import GoogleAuthError
 
-from watchdog.errors import RetryableError
+from watchdog.errors import MalformedInput, RetryableError
 from watchdog.incidents import ServiceRecord, from_document, to_document
 from watchdog.model import ServiceName
 
@@ -158,7 +158,20 @@ class FirestoreStateStore:
 
             def run(transaction: Transaction) -> Result:
                 snapshot = reference.get(transaction=transaction, timeout=self.timeout)
-                before = from_document(snapshot.to_dict() if snapshot.exists else None)
+                try:
+                    before = from_document(
+                        snapshot.to_dict() if snapshot.exists else None
+                    )
+                except MalformedInput as unreadable:
+                    # Start afresh rather than lose this check's alert: the
+                    # worst case is one repeat page.
+                    log.error(
+                        "state for %s is unreadable and is replaced: %s",
+                        service.service,
+                        unreadable,
+                        extra={"fields": {"service": service.full}},
+                    )
+                    before = ServiceRecord()
                 after, result = decide(before)
                 if after != before:
                     document: dict[str, Any] = to_document(after)
