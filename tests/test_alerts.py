@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -24,6 +24,7 @@ from watchdog.alerts import (
     SLACK_SECTION_LIMIT,
     AlertSender,
     DeliveryResult,
+    describe_duration,
     render_chat,
     render_json,
     render_slack,
@@ -205,13 +206,16 @@ def test_text_lists_timings_per_step() -> None:
 
 def test_report_mode_says_nothing_changed() -> None:
     first = render_text(INCIDENTS["report-mode"]).splitlines()[0]
-    assert first.endswith("— report mode: not changed")
+    assert "— report mode: not changed;" in first
 
 
 def test_failed_restore_says_not_restored_and_why() -> None:
-    first = render_text(INCIDENTS["failed-org-policy"]).splitlines()[0]
-    assert "— NOT restored: the API refused the policy" in first
-    assert "constraints/iam.allowedPolicyMemberDomains" in first
+    text = render_text(INCIDENTS["failed-org-policy"])
+    assert text.splitlines()[0].startswith(
+        "public-api: NOT restored: blocked by org policy "
+        "constraints/iam.allowedPolicyMemberDomains — allUsers lost roles/run.invoker"
+    )
+    assert f"\nerror: {ORG_POLICY_ERROR}\n" in text
 
 
 def test_unknown_actor_says_not_yet_known_with_the_attribution() -> None:
@@ -348,6 +352,8 @@ def test_text_of_every_line_stays_readable_for_oversized_fields() -> None:
 
 JSON_KEYS = {
     "summary",
+    "cause",
+    "next",
     "service",
     "service_name",
     "project",
@@ -1092,3 +1098,202 @@ def test_plain_text_and_slack_keep_the_exact_values() -> None:
     incident = INJECTED["user-agent"]
     assert f"via {MENTION_ALL}" in render_text(incident)
     assert "&lt;users/all&gt;" in json.dumps(render_slack(incident))
+
+
+# --- what the on-call engineer reads next -----------------------------------------
+
+TEXT_RENDERINGS = ("text", "slack", "chat")
+FAILED = INCIDENTS["failed-org-policy"]
+HUNDRED_MINUTES = datetime(2025, 3, 4, 9, 23, 16, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("rendering", TEXT_RENDERINGS, ids=str)
+def test_recovery_says_its_health_and_who_are_not_recorded(rendering: str) -> None:
+    rendered = RENDERINGS[rendering](RECOVERY)  # type: ignore[arg-type]
+    assert "who: " in rendered or "*who:*" in rendered
+    assert "whether the service answers is unknown here" in rendered
+    assert "names who changed it, when known" in rendered
+
+
+def test_recovery_json_has_null_actor_and_probe_rather_than_a_guess() -> None:
+    document = render_json(RECOVERY)
+    assert (document["actor"], document["probe"]) == (None, None)
+
+
+def test_recovery_shows_the_kind_of_problem() -> None:
+    kind = "kind: policy rejected: constraints/iam.allowedPolicyMemberDomains"
+    assert kind in render_text(RECOVERY).splitlines()
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
+def test_escalation_says_later_restores_are_logged_not_paged(rendering: str) -> None:
+    rendered = RENDERINGS[rendering](ESCALATED)
+    assert "the watchdog keeps restoring public access on every check" in rendered
+    assert "only logged, not paged, until it has been quiet for a day" in rendered
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
+@pytest.mark.parametrize("case", ["failed-org-policy", "report-mode"], ids=str)
+def test_unresolved_drift_says_when_it_is_checked_and_paged_again(
+    rendering: str, case: str
+) -> None:
+    rendered = RENDERINGS[rendering](INCIDENTS[case])
+    assert "checks again every minute and on each audit event" in rendered
+    assert "when it recovers, or as a daily reminder" in rendered
+
+
+def test_failure_says_the_restore_is_tried_again_on_each_check() -> None:
+    assert "and tries the restore again; you are paged again only when the cause " in (
+        render_text(FAILED)
+    )
+
+
+def test_report_mode_says_a_changed_drift_pages_again() -> None:
+    assert "only when the drift changes" in render_text(INCIDENTS["report-mode"])
+
+
+def test_restore_has_no_next_step() -> None:
+    assert render_json(INCIDENTS["restored-wif"])["next"] is None
+    assert "\nnext: " not in render_text(INCIDENTS["restored-wif"])
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
+@pytest.mark.parametrize(
+    "probe",
+    [None, Probe(ProbeResult.SKIPPED)],
+    ids=["absent", "skipped"],
+)
+def test_failure_without_a_probe_does_not_imply_the_service_answers(
+    rendering: str, probe: Probe | None
+) -> None:
+    rendered = RENDERINGS[rendering](replace(FAILED, probe=probe))
+    assert "service not probed: whether it answers is unknown" in rendered
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(lambda i: render_text(i).splitlines()[0], id="text"),
+        pytest.param(
+            lambda i: render_slack(i)["blocks"][1]["text"]["text"], id="slack"
+        ),
+        pytest.param(lambda i: render_chat(i)["text"].splitlines()[0], id="chat"),
+        pytest.param(lambda i: render_json(i)["summary"], id="json"),
+    ],
+)
+def test_failure_headline_leads_with_service_and_constraint(
+    first: Callable[[Incident], str],
+) -> None:
+    headline = first(FAILED)
+    assert headline.startswith(
+        "public-api: NOT restored: blocked by org policy constraints/iam."
+    )
+    assert SERVICE.full not in headline
+
+
+@pytest.mark.parametrize("rendering", TEXT_RENDERINGS, ids=str)
+def test_failure_puts_the_resource_path_on_its_own_line(rendering: str) -> None:
+    rendered = RENDERINGS[rendering](FAILED)
+    assert f"resource:{'*' if rendering == 'slack' else ''} {SERVICE.full}" in rendered
+
+
+def test_failure_json_names_the_cause() -> None:
+    assert render_json(FAILED)["cause"] == (
+        "blocked by org policy constraints/iam.allowedPolicyMemberDomains"
+    )
+
+
+def test_failure_cause_without_a_constraint_names_the_service_short() -> None:
+    error = (
+        f"writing the IAM policy of {SERVICE.full}: the watchdog's identity was "
+        "refused; it needs run.services.setIamPolicy on the service"
+    )
+    first = render_text(replace(FAILED, error=error)).splitlines()[0]
+    assert first.startswith(
+        "public-api: NOT restored: writing the IAM policy of public-api: the "
+        "watchdog's identity was refused"
+    )
+
+
+def test_failure_headline_keeps_a_constraint_named_late_in_a_long_error() -> None:
+    error = f"writing the IAM policy of {SERVICE.full}: " + "x" * 5000
+    first = render_text(
+        replace(FAILED, error=error + " (constraints/iam.allowedPolicyMemberDomains)")
+    ).splitlines()[0]
+    assert "blocked by org policy constraints/iam.allowedPolicyMemberDomains" in first
+    assert len(first) < 400
+
+
+def test_oversized_failure_keeps_every_limit() -> None:
+    incident = replace(huge(), action=Action.FAILED, probe=None)
+    chat = render_chat(incident)["text"]
+    assert len(chat) <= CHAT_TEXT_LIMIT
+    assert chat.startswith("public-api: NOT restored: ")
+    slack = render_slack(incident)
+    assert all(len(text) <= SLACK_SECTION_LIMIT for text in _slack_texts(slack))
+    assert len(render_json(incident)["cause"]) <= 200
+
+
+def test_an_endless_constraint_name_is_cut() -> None:
+    error = "refused: constraints/" + "x" * 5000
+    assert len(render_json(replace(FAILED, error=error))["cause"]) <= 200
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        pytest.param(0.4, "0 s", id="under-a-second"),
+        pytest.param(59.9, "59 s", id="under-a-minute"),
+        pytest.param(60, "1 min", id="a-minute"),
+        pytest.param(37 * 60 + 59, "37 min", id="minutes"),
+        pytest.param(3600, "1 h", id="an-hour"),
+        pytest.param(100 * 60, "1 h 40 min", id="100-min"),
+        pytest.param(26 * 3600 + 5 * 60, "1 day 2 h", id="a-day-and-more"),
+        pytest.param(3 * 86400, "3 days", id="days"),
+    ],
+)
+def test_durations_show_two_units_from_an_hour_up(seconds: float, words: str) -> None:
+    assert describe_duration(timedelta(seconds=seconds)) == words
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS, ids=str)
+def test_recovery_after_100_minutes_says_1_h_40_min(rendering: str) -> None:
+    recovery = replace(RECOVERY, broken_since=HUNDRED_MINUTES)
+    rendered = RENDERINGS[rendering](recovery)  # type: ignore[arg-type]
+    assert "recovered after 1 h 40 min" in rendered
+
+
+def test_escalation_span_says_1_h_40_min() -> None:
+    assert ESCALATED.escalation is not None
+    escalation = replace(ESCALATED.escalation, first_at=HUNDRED_MINUTES)
+    first = render_text(replace(ESCALATED, escalation=escalation)).splitlines()[0]
+    assert "(3 times in 1 h 40 min, via Terraform)" in first
+
+
+def test_change_time_relative_to_detection_uses_two_units() -> None:
+    change = replace(WIF_CHANGE, time=HUNDRED_MINUTES)
+    text = render_text(restored(change=change))
+    assert "(1 h 40 min before detection)" in text
+
+
+def test_a_service_that_could_not_be_read_is_not_called_in_sync() -> None:
+    blind = Incident(
+        service=ServiceName.parse(
+            "projects/example-project/locations/europe-west1/services/public-api"
+        ),
+        drift=Drift(),
+        action=Action.FAILED,
+        detected_at=datetime(2025, 3, 4, 11, 3, 16, tzinfo=UTC),
+        trigger="tick",
+        error="reading service public-api: PERMISSION_DENIED: run.services.get",
+        fingerprint="permission denied",
+    )
+    text = render_text(blind)
+    assert text.startswith("public-api: NOT CHECKED: ")
+    assert "is as desired" not in text.replace(
+        "whether the invoker policy is as desired is unknown", ""
+    )
+    assert "who:" not in text
+    assert render_slack(blind)["blocks"][0]["text"]["text"].startswith(
+        "Public access NOT CHECKED"
+    )

@@ -456,14 +456,15 @@ def test_persistent_org_policy_block_pages_once_then_announces_recovery(
     assert restored.action == Action.RESTORED
     assert restored.recovery is not None
     assert restored.recovery.checks == 3
-    alerts = webhook.wait_for(2, 5)
-    assert len(alerts) == 2
+    alerts = webhook.wait_for(3, 5)
+    assert len(alerts) == 3  # the first failure, then the recovery and the restore
     assert "recovered after" in alerts[1].text
     assert "constraints/iam.allowedPolicyMemberDomains" in alerts[1].text
+    assert "restored" in alerts[2].text
 
     again = next_instance().handle(Tick(source="test"))
     assert all(o.recovery is None for o in again)
-    assert len(webhook.alerts) == 2
+    assert len(webhook.alerts) == 3
 
 
 def test_an_actor_that_keeps_removing_allusers_is_escalated_once(
@@ -677,7 +678,7 @@ def test_a_service_the_watchdog_cannot_read_pages_once(
     assert all(o.action == Action.FAILED for o in first + second)
     alerts = webhook.wait_for(2, 5)  # one per service, the second tick quiet
     assert len(webhook.alerts) == 2
-    assert all("could not check" in alert.text for alert in alerts)
+    assert all("NOT CHECKED" in alert.text for alert in alerts)
 
 
 def test_a_new_removal_during_an_open_problem_is_paged_not_folded_into_recovery(

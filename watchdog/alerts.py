@@ -37,7 +37,7 @@ import string
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from http import HTTPStatus
 from http.client import RemoteDisconnected
@@ -65,7 +65,6 @@ from urllib3.util import Retry
 from watchdog.audit import describe_principal
 from watchdog.config import ALERT_FORMATS
 from watchdog.errors import ConfigError
-from watchdog.incidents import describe_span
 from watchdog.model import (
     INVOKER_ROLE,
     Action,
@@ -98,6 +97,9 @@ _TEXT_FIELD = 300
 _JSON_FIELD = 2000
 _TEXT_HOPS = 6
 _TEXT_STEPS = 20
+
+# An org-policy constraint named in an API error, the usual cause of a refusal.
+_CONSTRAINT = re.compile(r"constraints/[\w.]+")
 
 # Steps that make up "restored in N s"; the rest (probe, attribute) come after.
 _RESTORE_STEPS = ("read", "write", "verify")
@@ -197,20 +199,31 @@ def _iso(moment: datetime | None) -> str | None:
     return _utc(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def describe_duration(span: timedelta) -> str:
+    """A duration for a person: "45 s", "37 min", "1 h 40 min", "3 days 2 h".
+
+    Two units from an hour up: "2 h" for 100 minutes would hide 20 of them.
+    Rounded down, so 59.9 s is never shown as a minute that has not passed.
+    """
+    seconds = int(max(span.total_seconds(), 0.0))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    days, hours = divmod(hours, 24)
+    text = f"{days} day" + ("" if days == 1 else "s")
+    return text + (f" {hours} h" if hours else "")
+
+
 def _relative(change_time: datetime, detected_at: datetime) -> str:
     """How long before (or after) detection a change was made."""
-    delta = (_utc(detected_at) - _utc(change_time)).total_seconds()
-    side = "before" if delta >= 0 else "after"
-    span = abs(delta)
-    if span < 90:
-        amount = f"{span:.0f} s"
-    elif span < 90 * 60:
-        amount = f"{span / 60:.0f} min"
-    elif span < 48 * 3600:
-        amount = f"{span / 3600:.1f} h"
-    else:
-        amount = f"{span / 86400:.0f} days"
-    return f"{amount} {side} detection"
+    delta = _utc(detected_at) - _utc(change_time)
+    side = "before" if delta >= timedelta(0) else "after"
+    return f"{describe_duration(abs(delta))} {side} detection"
 
 
 def describe_user_agent(user_agent: str) -> str:
@@ -247,7 +260,16 @@ def _what(incident: Incident, quote: Quote) -> str:
     if drift.forbidden:
         role = "it" if parts else INVOKER_ROLE
         parts.append(f"{_list(drift.forbidden, _TEXT_MEMBERS, quote)} gained {role}")
-    return "; ".join(parts) or "invoker policy is as desired"
+    if parts:
+        return "; ".join(parts)
+    if _blind(incident):
+        return "whether the invoker policy is as desired is unknown"
+    return "invoker policy is as desired"
+
+
+def _blind(incident: Incident) -> bool:
+    """The watchdog could not read the service or its policy at all."""
+    return incident.action == Action.FAILED and not incident.drift
 
 
 def _restore_seconds(incident: Incident) -> float | None:
@@ -255,9 +277,17 @@ def _restore_seconds(incident: Incident) -> float | None:
     return sum(steps) if steps else None
 
 
+def _unresolved(incident: Incident) -> bool:
+    """The drift is still in place: the restore failed, or report mode left it."""
+    return incident.action in (Action.FAILED, Action.REPORTED)
+
+
 def _probe_clause(incident: Incident, quote: Quote) -> str:
     probe = incident.probe
     if probe is None or probe.result == ProbeResult.SKIPPED:
+        if _unresolved(incident):
+            # Silence would read as "it answers" while the drift is in place.
+            return "service not probed: whether it answers is unknown"
         return ""
     again = " again" if incident.action == Action.RESTORED else ""
     if probe.result == ProbeResult.OK:
@@ -282,7 +312,7 @@ def _fight(incident: Incident, escalation: Escalation, quote: Quote) -> str:
     within = (
         "in under a minute"
         if span.total_seconds() < 60
-        else f"in {describe_span(span)}"
+        else f"in {describe_duration(span)}"
     )
     tools = ", ".join(quote(tool) for tool in escalation.tools)
     via = f", via {tools}" if tools else ""
@@ -299,9 +329,31 @@ def _fight(incident: Incident, escalation: Escalation, quote: Quote) -> str:
     )
 
 
+def _failure_cause(incident: Incident, quote: Quote) -> str:
+    """Why the restore failed, short: the org-policy constraint when one is named.
+
+    The API error repeats the full resource name, which would spend the headline
+    before the reason; here it is the short name, and the full error has a line
+    of its own.
+    """
+    error = incident.error
+    if not error:
+        return "unknown error"
+    if constraint := _CONSTRAINT.search(error):
+        return _cut(f"blocked by org policy {quote(constraint.group(0))}", 200)
+    name = incident.service
+    return _cut(quote(error.replace(name.full, name.service)), 200)
+
+
 def _headline(incident: Incident, quote: Quote) -> str:
     name = incident.service
     what = _what(incident, quote)
+    if incident.action == Action.FAILED and incident.escalation is None:
+        # Service and cause first: the resource path has its own line.
+        verdict = "NOT CHECKED" if _blind(incident) else "NOT restored"
+        first = f"{name.service}: {verdict}: {_failure_cause(incident, quote)}"
+        clause = _probe_clause(incident, quote)
+        return f"{first} — {what}" + (f"; {clause}" if clause else "")
     start = f"{name.service} ({name.full}): {what}"
     if incident.escalation is not None:
         start = _fight(incident, incident.escalation, quote) + f". This time: {what}"
@@ -340,6 +392,8 @@ def _who(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
     attribution = (
         _cut(quote(incident.attribution), _TEXT_FIELD) if incident.attribution else ""
     )
+    if change is None and _blind(incident):
+        return []  # nothing changed that the watchdog could see
     if change is None:
         facts = [("who", "not yet known (no audit entry found yet)")]
         if attribution:
@@ -399,6 +453,8 @@ def _who(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
 def _health(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
     probe = incident.probe
     if probe is None:
+        if _unresolved(incident):
+            return [("health", "not probed: whether the service answers is unknown")]
         if incident.action == Action.RESTORED:
             return [("health", "not probed")]
         return []
@@ -417,14 +473,57 @@ def _health(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
     return [("health", text)]
 
 
+# What happens after this alert, as watchdog.incidents decides it. NB: the tick
+# schedule (Terraform), the reminder interval and the escalation window are
+# settings that no Incident carries, so their defaults are named here; a
+# deployment that changes them makes these words wrong. Carrying them on the
+# Incident/Escalation (watchdog.model) would fix it.
+_NEXT_CHECK = "the watchdog checks again every minute and on each audit event"
+_NEXT_PAGE = (
+    "you are paged again only when the {what} changes, when it recovers, or as a "
+    "daily reminder; checks in between are logged only"
+)
+_QUIET_WINDOW = "for a day (WATCHDOG_ESCALATION_WINDOW, 24 h by default)"
+
+
+def _next(incident: Incident) -> str:
+    """What the watchdog does after this alert, and when it pages again; "" if n/a."""
+    if incident.escalation is not None:
+        return (
+            "the watchdog keeps restoring public access on every check, but later "
+            "restores caused by this identity are only logged, not paged, until it "
+            f"has been quiet {_QUIET_WINDOW}"
+        )
+    if incident.action == Action.FAILED:
+        page = _NEXT_PAGE.format(what="cause")
+        again = (
+            "tries to read it again" if _blind(incident) else "tries the restore again"
+        )
+        return f"{_NEXT_CHECK} and {again}; {page}"
+    if incident.action == Action.REPORTED:
+        page = _NEXT_PAGE.format(what="drift")
+        return f"report mode changes nothing; {_NEXT_CHECK}; {page}"
+    return ""
+
+
 def _details(incident: Incident, quote: Quote) -> list[tuple[str, str]]:
     facts = []
+    error = ("error", _cut(quote(incident.error), _TEXT_FIELD * 5))
+    failed = incident.action == Action.FAILED and incident.escalation is None
+    if failed:
+        # The headline names the service and the cause only: the full path and
+        # the whole error come next, before anything else.
+        facts.append(("resource", incident.service.full))
+        if incident.error:
+            facts.append(error)
     if incident.repeat:
         facts.append(("repeat", _cut(quote(incident.repeat), _TEXT_FIELD)))
+    if next_step := _next(incident):
+        facts.append(("next", next_step))
     facts.extend(_who(incident, quote))
     facts.extend(_health(incident, quote))
-    if incident.error and len(incident.error) > 200:
-        facts.append(("error", _cut(quote(incident.error), _TEXT_FIELD * 5)))
+    if not failed and len(incident.error) > 200:
+        facts.append(error)
     if incident.timings:
         steps = ", ".join(
             f"{_cut(quote(step), 40)} {_seconds(seconds)}"
@@ -452,7 +551,7 @@ def _recovery_headline(recovery: Recovery, quote: Quote) -> str:
     span = _utc(recovery.recovered_at) - _utc(recovery.broken_since)
     checks = f"{recovery.checks} check" + ("" if recovery.checks == 1 else "s")
     return (
-        f"{name.service} ({name.full}): recovered after {describe_span(span)} "
+        f"{name.service} ({name.full}): recovered after {describe_duration(span)} "
         f"({checks} found it broken) — {_cut(quote(recovery.fixed_by), 300)}"
     )
 
@@ -462,9 +561,30 @@ def recovery_headline(recovery: Recovery) -> str:
     return _recovery_headline(recovery, _keep)
 
 
+# NB: a Recovery (watchdog.model) carries neither the probe result nor the audit
+# attribution of the check that found the service right, so a recovery cannot
+# say whether the service answers or who changed it; it says so and where to
+# look instead of staying silent. When the watchdog's own restore is the fix,
+# the incident of that check (logged only, `suppressed`) holds both. Carrying
+# `probe` and `change` on the Recovery would let it show them.
+_RECOVERY_WHO = (
+    "not recorded with a recovery; the watchdog's structured log record of the "
+    "same check names who changed it, when known"
+)
+_RECOVERY_HEALTH = (
+    "not recorded with a recovery: the IAM policy is as desired, but whether the "
+    "service answers is unknown here; the log record of the same check has its "
+    "probe, if one ran"
+)
+
+
 def _recovery_details(recovery: Recovery, quote: Quote) -> list[tuple[str, str]]:
-    return [
-        ("problem", _cut(quote(recovery.problem), _TEXT_FIELD * 2)),
+    facts = [("problem", _cut(quote(recovery.problem), _TEXT_FIELD * 2))]
+    if recovery.fingerprint and recovery.fingerprint != recovery.problem:
+        facts.append(("kind", _cut(quote(recovery.fingerprint), _TEXT_FIELD)))
+    facts += [
+        ("who", _RECOVERY_WHO),
+        ("health", _RECOVERY_HEALTH),
         ("broken since", _when(recovery.broken_since)),
         (
             "recovered",
@@ -472,6 +592,7 @@ def _recovery_details(recovery: Recovery, quote: Quote) -> list[tuple[str, str]]
             f"{_cut(quote(recovery.trigger), 80)}; mode: {recovery.mode})",
         ),
     ]
+    return facts
 
 
 def _recovery_json(recovery: Recovery) -> dict[str, Any]:
@@ -493,6 +614,9 @@ def _recovery_json(recovery: Recovery) -> dict[str, Any]:
         "broken_seconds": round(span.total_seconds(), 3),
         "checks": recovery.checks,
         "fixed_by": _cut(recovery.fixed_by, _JSON_FIELD),
+        # Not carried by a Recovery (see _RECOVERY_WHO); null, never a guess.
+        "actor": None,
+        "probe": None,
     }
 
 
@@ -539,6 +663,8 @@ def render_slack(alert: Alert) -> dict[str, Any]:
         header = _HEADERS[alert.action]
         if alert.escalation is not None:
             header = "Public access keeps being undone"
+        elif _blind(alert):
+            header = "Public access NOT CHECKED"
         title = f"{header}: {alert.service.service}"
         first = headline(alert)
         facts = _details(alert, _keep)
@@ -646,6 +772,12 @@ def render_json(alert: Alert) -> dict[str, Any]:
     return {
         "kind": "incident" if incident.escalation is None else "escalation",
         "summary": headline(incident),
+        "cause": (
+            _failure_cause(incident, _keep)
+            if incident.action == Action.FAILED
+            else None
+        ),
+        "next": _next(incident) or None,
         "service": incident.service.full,
         "service_name": incident.service.service,
         "project": incident.service.project,

@@ -279,20 +279,15 @@ def _restored(
     record: ServiceRecord, incident: Incident, now: datetime, rules: Rules
 ) -> Verdict:
     recovery = None
-    fresh_cause = False
     if record.problem is not None:
         recovery = _recovery(
             record.problem, incident, now, "the watchdog restored it: " + _fix(incident)
         )
-        # A change made after the problem began is a new incident of its own
-        # (someone fixed it, then someone else broke it): it pages too.
-        changed_at = incident.change.time if incident.change else None
-        fresh_cause = changed_at is not None and changed_at > record.problem.since
         record = replace(record, problem=None)
     key = actor_key(incident)
     if key is None:
         # Nobody to hold responsible (yet): no fight can be counted.
-        return _announce(record, incident, recovery, fresh_cause)
+        return Verdict(record, incident, recovery)
     tool = tool_name(incident.change.user_agent if incident.change else None)
     restores = (*record.restores, RestoreRecord(now, key, tool))
     restores = restores[-MAX_REMEMBERED_RESTORES:]
@@ -311,20 +306,7 @@ def _restored(
         escalation = Escalation(key, len(mine), mine[0].at, tools)
         record = replace(record, escalated={**record.escalated, key: now})
         return Verdict(record, replace(incident, escalation=escalation), recovery)
-    return _announce(record, incident, recovery, fresh_cause)
-
-
-def _announce(
-    record: ServiceRecord,
-    incident: Incident,
-    recovery: Recovery | None,
-    fresh_cause: bool = False,
-) -> Verdict:
-    if recovery is None or fresh_cause:
-        return Verdict(record, incident, recovery)
-    # The recovery alert says what fixed it: the restore itself need not page too.
-    note = "announced as the recovery of the earlier problem"
-    return Verdict(record, replace(incident, suppressed=True, repeat=note), recovery)
+    return Verdict(record, incident, recovery)
 
 
 def _fix(incident: Incident) -> str:

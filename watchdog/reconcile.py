@@ -307,7 +307,7 @@ class Watchdog:
             action=Action.FAILED,
             detected_at=detected_at,
             trigger=trigger,
-            error=f"the watchdog could not check the service: {error}",
+            error=str(error),
             timings=dict(clock.timings),
             mode=self.settings.mode,
             fingerprint=fingerprint_failure(error, str(error)),
