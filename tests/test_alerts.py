@@ -24,13 +24,13 @@ from watchdog.alerts import (
     SLACK_SECTION_LIMIT,
     AlertSender,
     DeliveryResult,
-    describe_duration,
     render_chat,
     render_json,
     render_slack,
     render_text,
 )
 from watchdog.errors import ConfigError
+from watchdog.incidents import describe_span
 from watchdog.logs import JsonFormatter
 from watchdog.model import (
     Action,
@@ -1253,7 +1253,7 @@ def test_an_endless_constraint_name_is_cut() -> None:
     ],
 )
 def test_durations_show_two_units_from_an_hour_up(seconds: float, words: str) -> None:
-    assert describe_duration(timedelta(seconds=seconds)) == words
+    assert describe_span(timedelta(seconds=seconds)) == words
 
 
 @pytest.mark.parametrize("rendering", RENDERINGS, ids=str)

@@ -134,7 +134,7 @@ def test_reminder_is_sent_after_the_interval() -> None:
     assert [sent(v) for v in verdicts] == [True, False, True, False]
     reminder = verdicts[2].incident
     assert reminder is not None
-    assert reminder.repeat.startswith("reminder: still failing for 60 min, 3 checks")
+    assert reminder.repeat.startswith("reminder: still failing for 1 h, 3 checks")
 
 
 def test_no_reminder_when_turned_off() -> None:

@@ -65,6 +65,7 @@ from urllib3.util import Retry
 from watchdog.audit import describe_principal
 from watchdog.config import ALERT_FORMATS
 from watchdog.errors import ConfigError
+from watchdog.incidents import describe_span
 from watchdog.model import (
     INVOKER_ROLE,
     Action,
@@ -199,31 +200,11 @@ def _iso(moment: datetime | None) -> str | None:
     return _utc(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def describe_duration(span: timedelta) -> str:
-    """A duration for a person: "45 s", "37 min", "1 h 40 min", "3 days 2 h".
-
-    Two units from an hour up: "2 h" for 100 minutes would hide 20 of them.
-    Rounded down, so 59.9 s is never shown as a minute that has not passed.
-    """
-    seconds = int(max(span.total_seconds(), 0.0))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h" + (f" {minutes} min" if minutes else "")
-    days, hours = divmod(hours, 24)
-    text = f"{days} day" + ("" if days == 1 else "s")
-    return text + (f" {hours} h" if hours else "")
-
-
 def _relative(change_time: datetime, detected_at: datetime) -> str:
     """How long before (or after) detection a change was made."""
     delta = _utc(detected_at) - _utc(change_time)
     side = "before" if delta >= timedelta(0) else "after"
-    return f"{describe_duration(abs(delta))} {side} detection"
+    return f"{describe_span(abs(delta))} {side} detection"
 
 
 def describe_user_agent(user_agent: str) -> str:
@@ -312,7 +293,7 @@ def _fight(incident: Incident, escalation: Escalation, quote: Quote) -> str:
     within = (
         "in under a minute"
         if span.total_seconds() < 60
-        else f"in {describe_duration(span)}"
+        else f"in {describe_span(span)}"
     )
     tools = ", ".join(quote(tool) for tool in escalation.tools)
     via = f", via {tools}" if tools else ""
@@ -551,7 +532,7 @@ def _recovery_headline(recovery: Recovery, quote: Quote) -> str:
     span = _utc(recovery.recovered_at) - _utc(recovery.broken_since)
     checks = f"{recovery.checks} check" + ("" if recovery.checks == 1 else "s")
     return (
-        f"{name.service} ({name.full}): recovered after {describe_duration(span)} "
+        f"{name.service} ({name.full}): recovered after {describe_span(span)} "
         f"({checks} found it broken) — {_cut(quote(recovery.fixed_by), 300)}"
     )
 

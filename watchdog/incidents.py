@@ -169,15 +169,23 @@ def actor_key(incident: Incident) -> str | None:
 
 
 def describe_span(span: timedelta) -> str:
-    """A duration for a person: "45 s", "37 min", "2 h", "3 days"."""
-    seconds = max(span.total_seconds(), 0.0)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
+    """A duration for a person: "45 s", "37 min", "1 h 40 min", "3 days 2 h".
+
+    Two units from an hour up: "2 h" for 100 minutes would hide 20 of them.
+    Rounded down, so 59.9 s is never shown as a minute that has not passed.
+    """
+    seconds = int(max(span.total_seconds(), 0.0))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    days, hours = divmod(hours, 24)
+    text = f"{days} day" + ("" if days == 1 else "s")
+    return text + (f" {hours} h" if hours else "")
 
 
 def _checks(count: int) -> str:
