@@ -333,3 +333,13 @@ def test_record_stays_bounded() -> None:
     verdicts = run([incident(change=change(f"user{n}@example.com")) for n in range(50)])
     assert len(verdicts[-1].record.restores) == 20
     assert replace(verdicts[-1].record, restores=()).escalated == {}
+
+
+def test_escalation_carries_the_configured_quiet_window() -> None:
+    rules = Rules(escalation_window=timedelta(hours=6))
+    verdicts = run(
+        [incident(change=change())] * 3, step=timedelta(hours=1), rules=rules
+    )
+    escalation = verdicts[2].incident.escalation  # type: ignore[union-attr]
+    assert escalation is not None
+    assert escalation.quiet_for == timedelta(hours=6)

@@ -464,16 +464,18 @@ _NEXT_PAGE = (
     "you are paged again only when the {what} changes, when it recovers, or as a "
     "daily reminder; checks in between are logged only"
 )
-_QUIET_WINDOW = "for a day (WATCHDOG_ESCALATION_WINDOW, 24 h by default)"
+_QUIET_WINDOW = "for a day"  # the default, when an escalation does not say
 
 
 def _next(incident: Incident) -> str:
     """What the watchdog does after this alert, and when it pages again; "" if n/a."""
     if incident.escalation is not None:
+        window = incident.escalation.quiet_for
+        quiet = f"for {describe_span(window)}" if window else _QUIET_WINDOW
         return (
             "the watchdog keeps restoring public access on every check, but later "
             "restores caused by this identity are only logged, not paged, until it "
-            f"has been quiet {_QUIET_WINDOW}"
+            f"has been quiet {quiet} (WATCHDOG_ESCALATION_WINDOW)"
         )
     if incident.action == Action.FAILED:
         page = _NEXT_PAGE.format(what="cause")

@@ -311,7 +311,9 @@ def _restored(
         return Verdict(record, quiet, recovery)
     if len(mine) >= rules.escalate_after:
         tools = tuple(dict.fromkeys(r.tool for r in mine if r.tool))
-        escalation = Escalation(key, len(mine), mine[0].at, tools)
+        escalation = Escalation(
+            key, len(mine), mine[0].at, tools, quiet_for=rules.escalation_window
+        )
         record = replace(record, escalated={**record.escalated, key: now})
         return Verdict(record, replace(incident, escalation=escalation), recovery)
     return Verdict(record, incident, recovery)

@@ -11,7 +11,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 INVOKER_ROLE = "roles/run.invoker"
 
@@ -228,6 +228,7 @@ class Escalation:
     restores: int
     first_at: datetime
     tools: tuple[str, ...] = ()
+    quiet_for: timedelta | None = None  # repeats are logged only for this long
 
 
 @dataclass(frozen=True)
