@@ -14,33 +14,37 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar, Self
 
 from watchdog.sandbox.functions import free_port, stop_process_group, wait_for_port
 
 
-def missing_requirement(emulator: str = "Pub/Sub") -> str | None:
-    """Why the emulator cannot run on this machine, or None when it can."""
-    if shutil.which("gcloud") is None:
+def _missing(label: str, component: str) -> str | None:
+    """Why an emulator cannot run on this machine, or None when it can."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
         return "gcloud (google-cloud-cli) is not installed"
     if shutil.which("java") is None:
-        return f"java is not installed (the {emulator} emulator needs it)"
+        return f"java is not installed (the {label} emulator needs it)"
+    # Without the component, `gcloud ... start` would try to install it (a
+    # download, and a prompt).
+    installed = Path(os.path.realpath(gcloud)).parents[1] / "platform" / component
+    if not installed.is_dir():
+        return (
+            f"the {component} component of google-cloud-cli is not installed "
+            f"(no {installed})"
+        )
     return None
+
+
+def missing_requirement() -> str | None:
+    """Why the Pub/Sub emulator cannot run here, or None when it can."""
+    return _missing(PubSubEmulator.label, PubSubEmulator.component)
 
 
 def missing_firestore_emulator() -> str | None:
     """Why the Firestore emulator cannot run here, or None when it can."""
-    if reason := missing_requirement("Firestore"):
-        return reason
-    gcloud = Path(os.path.realpath(shutil.which("gcloud") or "gcloud"))
-    # Without the component, `gcloud emulators firestore start` would try to
-    # install it (a download, and a prompt).
-    component = gcloud.parents[1] / "platform" / "cloud-firestore-emulator"
-    if not component.is_dir():
-        return (
-            "the cloud-firestore-emulator component of google-cloud-cli is not "
-            f"installed (no {component})"
-        )
-    return None
+    return _missing(FirestoreEmulator.label, FirestoreEmulator.component)
 
 
 def _wait_for_group_exit(group: int, timeout: float) -> None:
@@ -58,78 +62,13 @@ def _wait_for_group_exit(group: int, timeout: float) -> None:
         return
 
 
-class PubSubEmulator:
-    """`gcloud beta emulators pubsub start` on a free loopback port."""
+class _Emulator:
+    """One `gcloud ... emulators X start` on a free loopback port."""
 
-    def __init__(self, project: str = "demo-project") -> None:
-        self.project = project
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 60.0) -> PubSubEmulator:
-        if reason := missing_requirement():
-            raise RuntimeError(f"cannot start the Pub/Sub emulator: {reason}")
-        self.port = free_port()
-        gcloud = shutil.which("gcloud") or "gcloud"
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [
-                gcloud,
-                "beta",
-                "emulators",
-                "pubsub",
-                "start",
-                f"--host-port={self.host}",
-                f"--project={self.project}",
-                "--quiet",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=os.environ | {"CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
-        )
-        try:
-            wait_for_port(self.port, timeout, self.process)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def output(self) -> str:
-        """What the emulator printed so far (for a failure message)."""
-        if self._log.closed:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process_group(self.process, timeout=15)
-        self.process = None
-
-    def __enter__(self) -> PubSubEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._log.close()
-
-
-class FirestoreEmulator:
-    """`gcloud emulators firestore start` (native mode) on a free loopback port.
-
-    Clients reach it through FIRESTORE_EMULATOR_HOST=`host`. Its data lives in
-    memory and is gone when it stops; named databases work without creation.
-    """
+    label: ClassVar[str]
+    component: ClassVar[str]  # the google-cloud-cli component that ships it
+    arguments: ClassVar[tuple[str, ...]]  # after `gcloud`, before --host-port
+    start_timeout: ClassVar[float] = 60.0
 
     def __init__(self, project: str = "demo-project") -> None:
         self.project = project
@@ -141,18 +80,17 @@ class FirestoreEmulator:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0) -> FirestoreEmulator:
-        if reason := missing_firestore_emulator():
-            raise RuntimeError(f"cannot start the Firestore emulator: {reason}")
+    def start(self) -> Self:
+        if reason := _missing(self.label, self.component):
+            raise RuntimeError(f"cannot start the {self.label} emulator: {reason}")
         self.port = free_port()
         gcloud = shutil.which("gcloud") or "gcloud"
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [
                 gcloud,
-                "emulators",
-                "firestore",
-                "start",
+                *self.arguments,
                 f"--host-port={self.host}",
+                f"--project={self.project}",
                 "--quiet",
             ],
             stdout=self._log,
@@ -161,7 +99,7 @@ class FirestoreEmulator:
             env=os.environ | {"CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
         )
         try:
-            wait_for_port(self.port, timeout, self.process)
+            wait_for_port(self.port, self.start_timeout, self.process)
         except BaseException:
             self.stop()
             raise
@@ -183,7 +121,7 @@ class FirestoreEmulator:
             _wait_for_group_exit(group, timeout=10)
         self.process = None
 
-    def __enter__(self) -> FirestoreEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -194,3 +132,24 @@ class FirestoreEmulator:
     ) -> None:
         self.stop()
         self._log.close()
+
+
+class PubSubEmulator(_Emulator):
+    """`gcloud beta emulators pubsub start`; clients reach it at `host`."""
+
+    label = "Pub/Sub"
+    component = "pubsub-emulator"
+    arguments = ("beta", "emulators", "pubsub", "start")
+
+
+class FirestoreEmulator(_Emulator):
+    """`gcloud emulators firestore start` (native mode).
+
+    Clients reach it through FIRESTORE_EMULATOR_HOST=`host`. Its data lives in
+    memory and is gone when it stops; named databases work without creation.
+    """
+
+    label = "Firestore"
+    component = "cloud-firestore-emulator"
+    arguments = ("emulators", "firestore", "start")
+    start_timeout = 90.0
