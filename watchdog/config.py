@@ -107,7 +107,10 @@ def _endpoint(env: Mapping[str, str], variable: str) -> str | None:
     return value
 
 
-def _number(env: Mapping[str, str], variable: str, default: float) -> float:
+def _number(
+    env: Mapping[str, str], variable: str, default: float, *, zero_allowed: bool = False
+) -> float:
+    """A finite number above 0 (or 0 too, where 0 turns a feature off)."""
     raw = env.get(variable, "").strip()
     if not raw:
         return default
@@ -117,8 +120,9 @@ def _number(env: Mapping[str, str], variable: str, default: float) -> float:
         raise ConfigError(f"{variable}: {raw!r} is not a number") from None
     if not math.isfinite(value):
         raise ConfigError(f"{variable}: must be a finite number, got {raw!r}")
-    if value <= 0:
-        raise ConfigError(f"{variable}: must be greater than 0, got {raw!r}")
+    if value < 0 or (value == 0 and not zero_allowed):
+        least = "0 or more" if zero_allowed else "greater than 0"
+        raise ConfigError(f"{variable}: must be {least}, got {raw!r}")
     return value
 
 
@@ -132,22 +136,6 @@ def _count(env: Mapping[str, str], variable: str, default: int, least: int) -> i
         raise ConfigError(f"{variable}: {raw!r} is not a whole number") from None
     if value < least:
         raise ConfigError(f"{variable}: must be at least {least}, got {raw!r}")
-    return value
-
-
-def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
-    """A number of seconds, 0 allowed (it turns the feature off)."""
-    raw = env.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{variable}: {raw!r} is not a number of seconds") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{variable}: must be a finite number, got {raw!r}")
-    if value < 0:
-        raise ConfigError(f"{variable}: must be 0 or more, got {raw!r}")
     return value
 
 
@@ -276,5 +264,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         state_collection=collection,
         escalate_after=_count(env, "WATCHDOG_ESCALATE_AFTER", 3, least=2),
         escalation_window=window,
-        reminder_interval=_seconds(env, "WATCHDOG_REMINDER_INTERVAL", 86400.0),
+        reminder_interval=_number(
+            env, "WATCHDOG_REMINDER_INTERVAL", 86400.0, zero_allowed=True
+        ),
     )
