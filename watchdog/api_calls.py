@@ -9,7 +9,9 @@ Only gateways import this module.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from typing import Any
 
 from google.api_core import exceptions
 from google.api_core.retry import Retry
@@ -88,3 +90,34 @@ def log_retry(
         )
 
     return report
+
+
+class LazyClient:
+    """A gateway whose client library client is built on first use.
+
+    Importing a gateway costs no credentials and no connection; the client is
+    then shared by the threads of a tick. Subclasses say how to build it.
+    """
+
+    def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def client(self) -> Any:
+        """The client, built once."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the channel; a later call builds a new client."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.transport.close()

@@ -13,7 +13,6 @@ parser (`watchdog.audit.parse_entry`) reads every path an entry can take.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,13 @@ from google.api_core.retry import Retry
 from google.protobuf import json_format
 
 from watchdog import methods
-from watchdog.api_calls import TRANSIENT, bounded_retry, last_error, status_text
+from watchdog.api_calls import (
+    TRANSIENT,
+    LazyClient,
+    bounded_retry,
+    last_error,
+    status_text,
+)
 from watchdog.audit import describe_entry, parse_entry
 from watchdog.errors import (
     ConfigError,
@@ -108,26 +113,13 @@ def translate_error(
     return PermanentError(f"{action}: unexpected API error {status}")
 
 
-class AuditLogReader:
+class AuditLogReader(LazyClient):
     """Finds the latest Admin Activity entries that can change a service's IAM.
 
     With `endpoint` ("host:port") it talks plaintext gRPC with no credentials to the
     sandbox; without, to Google with Application Default Credentials. The client is
     built on first use and shared by threads.
     """
-
-    def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self._lock = threading.Lock()
-        self._client: Any = None
-
-    def client(self) -> Any:
-        """The LoggingServiceV2Client, built once."""
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
 
     def _build_client(self) -> Any:
         from google.cloud.logging_v2.services.logging_service_v2 import (
@@ -205,10 +197,3 @@ class AuditLogReader:
                 continue
             changes.append(change)
         return changes
-
-    def close(self) -> None:
-        """Close the channel; a later call builds a new client."""
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.transport.close()

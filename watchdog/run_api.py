@@ -15,7 +15,6 @@ again; the rest are permanent and say which service and what was refused.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from google.api_core import exceptions
@@ -26,6 +25,7 @@ from google.type import expr_pb2
 
 from watchdog.api_calls import (
     TRANSIENT,
+    LazyClient,
     bounded_retry,
     last_error,
     log_retry,
@@ -192,26 +192,13 @@ def translate_error(
     return PermanentError(f"{action} {name}: unexpected API error {status_text(error)}")
 
 
-class RunApi:
+class RunApi(LazyClient):
     """Reads services and reads/writes their IAM policies.
 
     With `endpoint` ("host:port") it talks plaintext gRPC with no credentials to the
     sandbox or a compatible fake; without, to Google with Application Default
     Credentials. The client is built on first use and shared by threads.
     """
-
-    def __init__(self, endpoint: str | None = None, *, timeout: float = 10.0) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self._lock = threading.Lock()
-        self._client: Any = None
-
-    def client(self) -> Any:
-        """The run_v2 ServicesClient, built once."""
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
 
     def _build_client(self) -> Any:
         from google.cloud import run_v2
@@ -309,10 +296,3 @@ class RunApi:
         except exceptions.GoogleAPIError as error:
             raise translate_error(error, name, "writing the IAM policy of") from error
         return policy_from_proto(proto)
-
-    def close(self) -> None:
-        """Close the channel; a later call builds a new client."""
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.transport.close()
