@@ -98,7 +98,12 @@ def run_demo() -> int:
 
         _say()
         _say("1. intern@example.com removes allUsers from public-api")
-        intern = Actor("intern@example.com", sandbox.run_endpoint)
+        intern = Actor(
+            "intern@example.com",
+            sandbox.run_endpoint,
+            user_agent="google-cloud-sdk gcloud/528.0.0 "
+            "command/gcloud.run.services.remove-iam-policy-binding",
+        )
         stack.callback(intern.close)
         changed = time.monotonic()
         intern.edit_invoker(public_api, remove=["allUsers"])
@@ -130,7 +135,11 @@ def run_demo() -> int:
 
         _say()
         _say("3. contractor@example.com swaps allAuthenticatedUsers in for allUsers")
-        contractor = Actor("contractor@example.com", sandbox.run_endpoint)
+        contractor = Actor(
+            "contractor@example.com",
+            sandbox.run_endpoint,
+            user_agent="Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
+        )
         stack.callback(contractor.close)
         changed = time.monotonic()
         contractor.edit_invoker(

@@ -23,7 +23,10 @@ class Actor:
 
     def __init__(self, principal: str, endpoint: str, *, user_agent: str = "") -> None:
         self.principal = principal
-        self._channel = grpc.insecure_channel(endpoint)
+        # With a channel of our own, the transport cannot set the user agent:
+        # it goes on the channel, where the audit trail reads it.
+        options = [("grpc.primary_user_agent", user_agent)] if user_agent else []
+        self._channel = grpc.insecure_channel(endpoint, options=options)
         self._client = run_v2.ServicesClient(
             transport=ServicesGrpcTransport(channel=self._channel),
             client_info=ClientInfo(user_agent=user_agent or None),  # type: ignore[no-untyped-call]
