@@ -56,8 +56,8 @@ resource "google_pubsub_subscription" "audit_push" {
 
   # Push waits this long for the function (timeout_seconds = 60 in main.tf).
   ack_deadline_seconds = 90
-  # The function acknowledges events older than a few minutes without acting
-  # (the next tick has checked since), so an hour of backlog is plenty.
+  # An audit event only makes the function check one service at once; the
+  # minute tick checks every service anyway, so an hour of backlog is plenty.
   message_retention_duration = "3600s"
 
   expiration_policy {
