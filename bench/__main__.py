@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from bench.cases import DEFAULT_PLAN, QUICK_PLAN, SUITE, Bench, Plan
 from bench.measure import format_row, header
 from bench.sandbox_process import BenchError, SandboxProcess
-from watchdog.alerts import AlertSender
+from watchdog.alert_delivery import AlertSender
 from watchdog.audit_log import AuditLogReader
 from watchdog.config import load_settings
 from watchdog.logs import JsonFormatter

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from watchdog.alerts import AlertSender
+from watchdog.alert_delivery import AlertSender
 from watchdog.audit_log import AuditLogReader
 from watchdog.config import Settings, load_settings
 from watchdog.errors import ConfigError
