@@ -12,30 +12,11 @@ import pytest
 
 from watchdog.health import probe
 from watchdog.model import ProbeResult
+from watchdog.sandbox.frontend import FORBIDDEN_PAGE, NOT_FOUND_PAGE
 
-# The page Google's front end serves when the invoker IAM check refuses a caller.
-GOOGLE_403 = """<html><head>
-<meta http-equiv="content-type" content="text/html;charset=utf-8">
-<title>403 Forbidden</title>
-</head>
-<body text=#000000 bgcolor=#ffffff>
-<h1>Error: Forbidden</h1>
-<h2>Your client does not have permission to get URL <code>/health</code> from this
-server.</h2>
-<h2></h2>
-</body></html>
-"""
-
-GOOGLE_404 = """<html><head>
-<meta http-equiv="content-type" content="text/html;charset=utf-8">
-<title>404 Page not found</title>
-</head>
-<body text=#000000 bgcolor=#ffffff>
-<h1>Error: Page not found</h1>
-<h2>The requested URL was not found on this server.</h2>
-<h2></h2>
-</body></html>
-"""
+# The pages Google's front end serves, as the sandbox's front end serves them.
+GOOGLE_403 = FORBIDDEN_PAGE.format(path="/health")
+GOOGLE_404 = NOT_FOUND_PAGE
 
 # path -> (status, content type, body, extra headers)
 ROUTES: dict[str, tuple[int, str, str, dict[str, str]]] = {
